@@ -1,0 +1,68 @@
+//! What the binaries share: the runtime, signal handling, error reporting.
+
+use std::future::Future;
+use std::process::ExitCode;
+
+use tokio_util::sync::CancellationToken;
+
+/// Prints an error with its causes and returns the exit code.
+pub(crate) fn report(program: &str, error: &dyn std::error::Error, code: u8) -> ExitCode {
+    eprintln!("{program}: error: {error}");
+    let mut source = error.source();
+    while let Some(cause) = source {
+        eprintln!("  caused by: {cause}");
+        source = cause.source();
+    }
+    ExitCode::from(code)
+}
+
+/// Runs `main` on a multi-threaded runtime; SIGINT/SIGTERM cancel its token (a second
+/// signal exits at once).
+pub(crate) fn block_on<F, Fut>(main: F) -> ExitCode
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: Future<Output = ExitCode>,
+{
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        let signal_token = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutdown requested: finishing what is buffered");
+            signal_token.cancel();
+            wait_for_signal().await;
+            eprintln!("second signal: exiting without flushing (unacknowledged messages will be delivered again)");
+            std::process::exit(130);
+        });
+        main(shutdown).await
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut terminate) = signal(SignalKind::terminate()) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,159 @@
+//! `islets-audit`: the umbrella command. It only wires the libraries together.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use islets_core::catalog::Catalog;
+use islets_core::demo::{DemoOptions, generate};
+use islets_core::layout::Table;
+use islets_core::store::{Archive, StoreLocation};
+use islets_ingester::config::FlushLimits;
+use islets_ingester::{IngesterConfig, SourceConfig};
+
+mod common;
+
+/// Islets Audit: the event audit store and replay service of the ISLETS event bus.
+#[derive(Debug, Parser)]
+#[command(name = "islets-audit", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate a realistic data set from the events catalog and ingest it, through the
+    /// same pipeline as production, into a local directory. Needs no AWS account.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// Directory of the archive.
+    #[arg(long, env = "ISLETS_DATA_DIR", default_value = "demo-data")]
+    data_dir: PathBuf,
+    /// Directory of the events catalog.
+    #[arg(long, env = "ISLETS_EVENTS_CONFIG_PATH", default_value = "events")]
+    events_dir: PathBuf,
+    /// Business flows to generate (each 2 to 9 events).
+    #[arg(long, default_value_t = 300)]
+    flows: usize,
+    /// Spread the flows over this many days before now.
+    #[arg(long, default_value_t = 7)]
+    days: u32,
+    /// Random seed (the same seed gives the same events).
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Delete the demo archive in --data-dir first (only its events/ and quarantine/).
+    #[arg(long)]
+    reset: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    islets_core::telemetry::init(false, "warn");
+    match cli.command {
+        Command::Demo(args) => common::block_on(|shutdown| async move {
+            match demo(args, shutdown).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => common::report("islets-audit demo", error.as_ref(), 1),
+            }
+        }),
+    }
+}
+
+type DemoResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+async fn demo(args: DemoArgs, shutdown: tokio_util::sync::CancellationToken) -> DemoResult<()> {
+    let catalog = Catalog::load_dir(&args.events_dir)?;
+    let location = StoreLocation::Local {
+        root: args.data_dir.clone(),
+    };
+    let archive = Archive::open(&location, None)?;
+    if args.reset {
+        for table in [Table::Events, Table::Quarantine] {
+            let directory = args.data_dir.join(table.prefix());
+            if directory.exists() {
+                std::fs::remove_dir_all(&directory)?;
+            }
+        }
+    }
+    let existing = archive.list_files(Table::Events).await?;
+    if !existing.is_empty() {
+        println!(
+            "{} already holds an archive ({} event files); reusing it. Pass --reset to generate it again.\n",
+            args.data_dir.display(),
+            existing.len()
+        );
+        print_next_steps(&args.data_dir);
+        return Ok(());
+    }
+
+    let options = DemoOptions {
+        flows: args.flows,
+        days: args.days,
+        seed: args.seed,
+        ..DemoOptions::default()
+    };
+    let data = generate(&catalog, &options);
+    let input = args.data_dir.join("demo-input.ndjson");
+    std::fs::write(&input, data.lines.join("\n") + "\n")?;
+    println!(
+        "generated {} events in {} flows over {} days ({} schema-invalid, {} redelivered duplicates, {} undecodable messages)",
+        data.events.len(),
+        args.flows,
+        args.days,
+        data.invalid_events,
+        data.duplicate_deliveries,
+        data.poison_messages
+    );
+
+    let config = IngesterConfig {
+        source: SourceConfig::File {
+            input: input.clone(),
+        },
+        store: location,
+        events_dir: args.events_dir.clone(),
+        listen: None,
+        limits: FlushLimits::DEFAULT,
+    };
+    let summary = islets_ingester::run(config, shutdown).await?;
+    let event_files = archive.list_files(Table::Events).await?;
+    let hours: std::collections::BTreeSet<_> =
+        event_files.iter().map(|(file, _)| file.partition).collect();
+    println!(
+        "ingested {} messages into {}: {} events ({} failed their schema), {} quarantined, {} Parquet files in {} hour partitions",
+        summary.messages,
+        args.data_dir.display(),
+        summary.events,
+        summary.schema_invalid,
+        summary.quarantined,
+        summary.files,
+        hours.len()
+    );
+    println!(
+        "the input is kept in {} (islets-ingester --source file can ingest it again)\n",
+        input.display()
+    );
+    print_next_steps(&args.data_dir);
+    Ok(())
+}
+
+fn print_next_steps(data_dir: &Path) {
+    let dir = data_dir.display();
+    println!("What to try next:");
+    println!("  # the archive is plain Hive-partitioned Parquet:");
+    println!("  find {dir}/events -name '*.parquet' | head");
+    println!("  # read it with DuckDB (pip install duckdb):");
+    println!(
+        "  python3 -c \"import duckdb; print(duckdb.sql(\\\"SELECT aggregate, event_type, count(*) n, count(DISTINCT event_id) distinct_ids FROM read_parquet('{dir}/events/*/*/*.parquet', hive_partitioning=true) GROUP BY ALL ORDER BY n DESC\\\"))\""
+    );
+    println!("  # accept events over HTTP into the same archive:");
+    println!(
+        "  islets-ingester --source http --listen 127.0.0.1:8080 --store {dir} --log-format text &"
+    );
+    println!(
+        "  head -n 3 {dir}/demo-input.ndjson | curl -sS -H 'content-type: application/x-ndjson' --data-binary @- http://127.0.0.1:8080/v1/ingest"
+    );
+}

@@ -1,0 +1,297 @@
+//! Store URIs and the archive handle over `object_store` (S3 or a local directory).
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
+
+use crate::aws::SdkCredentialProvider;
+use crate::error::{Error, Result};
+use crate::layout::{DataFile, Table};
+
+/// Where the archive lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// `s3://bucket/prefix`
+    S3 { bucket: String, prefix: String },
+    /// A local directory (`/var/lib/islets`, `./data`, `file:///var/lib/islets`).
+    Local { root: PathBuf },
+}
+
+impl StoreLocation {
+    /// Parses a store URI: `s3://bucket[/prefix]`, `file:///path`, or a plain path.
+    pub fn parse(uri: &str) -> Result<Self> {
+        let uri = uri.trim();
+        if uri.is_empty() {
+            return Err(Error::Config(
+                "the store is empty: pass s3://bucket/prefix or a local directory".to_owned(),
+            ));
+        }
+        if let Some(rest) = uri.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            let valid_bucket = (3..=63).contains(&bucket.len())
+                && bucket.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'
+                });
+            if !valid_bucket {
+                return Err(Error::Config(format!(
+                    "'{bucket}' in store '{uri}' is not a valid S3 bucket name (3-63 lowercase letters, digits, '-' or '.')"
+                )));
+            }
+            return Ok(StoreLocation::S3 {
+                bucket: bucket.to_owned(),
+                prefix: prefix.trim_matches('/').to_owned(),
+            });
+        }
+        if let Some(path) = uri.strip_prefix("file://") {
+            return Ok(StoreLocation::Local {
+                root: PathBuf::from(path),
+            });
+        }
+        if let Some((scheme, _)) = uri.split_once("://") {
+            return Err(Error::Config(format!(
+                "unsupported store scheme '{scheme}://' in '{uri}': use s3://bucket/prefix or a local directory path"
+            )));
+        }
+        Ok(StoreLocation::Local {
+            root: PathBuf::from(uri),
+        })
+    }
+
+    /// Whether opening this store needs AWS configuration.
+    pub fn is_s3(&self) -> bool {
+        matches!(self, StoreLocation::S3 { .. })
+    }
+}
+
+impl fmt::Display for StoreLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreLocation::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
+            StoreLocation::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+            StoreLocation::Local { root } => write!(f, "{}", root.display()),
+        }
+    }
+}
+
+/// A handle on the archive: an object store and the root prefix below which the layout
+/// of [`crate::layout`] lives.
+#[derive(Debug, Clone)]
+pub struct Archive {
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+    description: String,
+}
+
+impl Archive {
+    /// Opens the archive at `location`. `aws` is required for S3 stores.
+    pub fn open(location: &StoreLocation, aws: Option<&SdkConfig>) -> Result<Self> {
+        match location {
+            StoreLocation::Local { root } => {
+                std::fs::create_dir_all(root).map_err(|source| Error::Io {
+                    path: root.clone(),
+                    source,
+                })?;
+                let store =
+                    LocalFileSystem::new_with_prefix(root).map_err(|source| Error::Store {
+                        operation: "open",
+                        location: location.to_string(),
+                        source,
+                    })?;
+                Ok(Archive {
+                    store: Arc::new(store),
+                    root: Path::default(),
+                    description: location.to_string(),
+                })
+            }
+            StoreLocation::S3 { bucket, prefix } => {
+                let aws = aws.ok_or_else(|| {
+                    Error::Config("an s3:// store needs the AWS configuration".to_owned())
+                })?;
+                let store = s3_store(bucket, aws).map_err(|source| Error::Store {
+                    operation: "open",
+                    location: location.to_string(),
+                    source,
+                })?;
+                Ok(Archive {
+                    store: Arc::new(store),
+                    root: Path::from(prefix.as_str()),
+                    description: location.to_string(),
+                })
+            }
+        }
+    }
+
+    /// An archive over any object store (tests use `InMemory`).
+    pub fn from_store(
+        store: Arc<dyn ObjectStore>,
+        root: Path,
+        description: impl Into<String>,
+    ) -> Self {
+        Archive {
+            store,
+            root,
+            description: description.into(),
+        }
+    }
+
+    /// The underlying store.
+    pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The root prefix of the layout inside the store.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Checks that the store answers (listing the root), so bad configuration fails at
+    /// start-up with a clear message instead of at the first flush.
+    pub async fn check_reachable(&self, timeout: Duration) -> Result<()> {
+        let listing = self.store.list_with_delimiter(Some(&self.root));
+        match tokio::time::timeout(timeout, listing).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(source)) => Err(Error::Store {
+                operation: "list",
+                location: self.description.clone(),
+                source,
+            }),
+            Err(_) => Err(Error::Config(format!(
+                "the store {} did not answer within {}s",
+                self.description,
+                timeout.as_secs()
+            ))),
+        }
+    }
+
+    /// Writes a whole object. Returns once the store has acknowledged it (for S3: durable).
+    pub async fn put(&self, key: &Path, bytes: Bytes) -> Result<()> {
+        self.store
+            .put(key, PutPayload::from_bytes(bytes))
+            .await
+            .map(|_| ())
+            .map_err(|source| Error::Store {
+                operation: "put",
+                location: key.to_string(),
+                source,
+            })
+    }
+
+    /// Reads a whole object.
+    pub async fn get(&self, key: &Path) -> Result<Bytes> {
+        let result = self.store.get(key).await.map_err(|source| Error::Store {
+            operation: "get",
+            location: key.to_string(),
+            source,
+        })?;
+        result.bytes().await.map_err(|source| Error::Store {
+            operation: "get",
+            location: key.to_string(),
+            source,
+        })
+    }
+
+    /// Every data file of `table`, with its object metadata, in key order.
+    pub async fn list_files(&self, table: Table) -> Result<Vec<(DataFile, ObjectMeta)>> {
+        let prefix = self.root.clone().join(table.prefix());
+        let objects: Vec<ObjectMeta> =
+            self.store
+                .list(Some(&prefix))
+                .try_collect()
+                .await
+                .map_err(|source| Error::Store {
+                    operation: "list",
+                    location: prefix.to_string(),
+                    source,
+                })?;
+        let mut files: Vec<_> = objects
+            .into_iter()
+            .filter_map(|meta| DataFile::parse(&self.root, &meta.location).map(|file| (file, meta)))
+            .collect();
+        files.sort_by(|a, b| a.1.location.cmp(&b.1.location));
+        Ok(files)
+    }
+}
+
+impl fmt::Display for Archive {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.description)
+    }
+}
+
+fn s3_store(bucket: &str, aws: &SdkConfig) -> object_store::Result<object_store::aws::AmazonS3> {
+    let mut builder = AmazonS3Builder::new()
+        .with_bucket_name(bucket)
+        .with_region(
+            aws.region()
+                .map(|region| region.as_ref().to_owned())
+                .unwrap_or_else(|| "us-east-1".to_owned()),
+        )
+        .with_retry(RetryConfig {
+            max_retries: 5,
+            retry_timeout: Duration::from_secs(30),
+            ..RetryConfig::default()
+        });
+    if let Some(provider) = aws.credentials_provider() {
+        builder = builder.with_credentials(Arc::new(SdkCredentialProvider::new(provider)));
+    }
+    if let Some(endpoint) = aws.endpoint_url() {
+        // An S3-compatible endpoint (moto, MinIO, LocalStack): path-style requests.
+        builder = builder
+            .with_endpoint(endpoint)
+            .with_allow_http(endpoint.starts_with("http://"))
+            .with_virtual_hosted_style_request(false);
+    }
+    builder.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_uris_parse_or_say_what_to_use() {
+        assert_eq!(
+            StoreLocation::parse("s3://audit-bucket/prod/events/").expect("s3"),
+            StoreLocation::S3 {
+                bucket: "audit-bucket".into(),
+                prefix: "prod/events".into()
+            }
+        );
+        assert_eq!(
+            StoreLocation::parse("s3://audit-bucket")
+                .expect("s3")
+                .to_string(),
+            "s3://audit-bucket"
+        );
+        assert_eq!(
+            StoreLocation::parse("./data").expect("local"),
+            StoreLocation::Local {
+                root: PathBuf::from("./data")
+            }
+        );
+        assert_eq!(
+            StoreLocation::parse("file:///var/lib/islets").expect("file"),
+            StoreLocation::Local {
+                root: PathBuf::from("/var/lib/islets")
+            }
+        );
+        for (bad, expected) in [
+            ("gs://bucket/x", "unsupported store scheme 'gs://'"),
+            ("s3://Bad_Bucket/x", "not a valid S3 bucket name"),
+            ("s3:///x", "not a valid S3 bucket name"),
+            ("", "the store is empty"),
+        ] {
+            let error = StoreLocation::parse(bad).expect_err(bad).to_string();
+            assert!(error.contains(expected), "{bad}: {error}");
+        }
+    }
+}

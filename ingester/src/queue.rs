@@ -1,0 +1,355 @@
+//! The queue boundary: a trait with the SQS implementation and an in-memory stand-in that
+//! has the same visibility-timeout semantics (for unit tests of the delivery guarantees).
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
+};
+use islets_core::attributes::{AttributeValue, Attributes};
+use islets_core::record::SqsMetadata;
+
+use crate::error::{Error, Result};
+
+/// One received message.
+#[derive(Debug, Clone)]
+pub struct ReceivedMessage {
+    pub receipt_handle: String,
+    pub body: String,
+    pub metadata: SqsMetadata,
+}
+
+/// Approximate queue depth, as SQS reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    pub visible: u64,
+    pub in_flight: u64,
+    pub delayed: u64,
+}
+
+/// A message queue the ingester drains.
+#[async_trait]
+pub trait Queue: Send + Sync + 'static {
+    /// Receives up to `max_messages`, waiting up to `wait` for the first one; received
+    /// messages stay hidden for `visibility_timeout`.
+    async fn receive(
+        &self,
+        max_messages: i32,
+        wait: Duration,
+        visibility_timeout: Duration,
+    ) -> Result<Vec<ReceivedMessage>>;
+
+    /// Deletes messages by receipt handle. Returns the handles that could not be deleted.
+    async fn delete(&self, receipt_handles: &[String]) -> Result<Vec<String>>;
+
+    /// The queue's depth.
+    async fn depth(&self) -> Result<QueueDepth>;
+
+    /// A description for logs.
+    fn describe(&self) -> String;
+}
+
+/// The SQS implementation.
+#[derive(Debug, Clone)]
+pub struct SqsQueue {
+    client: aws_sdk_sqs::Client,
+    queue_url: String,
+}
+
+impl SqsQueue {
+    pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
+        SqsQueue {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+}
+
+fn sdk_error(operation: &'static str, error: impl std::error::Error) -> Error {
+    // The SDK's Display is terse ("service error"); the source chain has the reason.
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        message.push_str(": ");
+        message.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    Error::Queue { operation, message }
+}
+
+/// SQS's maximum number of entries in one batch call.
+const SQS_BATCH: usize = 10;
+
+#[async_trait]
+impl Queue for SqsQueue {
+    async fn receive(
+        &self,
+        max_messages: i32,
+        wait: Duration,
+        visibility_timeout: Duration,
+    ) -> Result<Vec<ReceivedMessage>> {
+        let output = self
+            .client
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(max_messages)
+            .wait_time_seconds(i32::try_from(wait.as_secs()).unwrap_or(20))
+            .visibility_timeout(i32::try_from(visibility_timeout.as_secs()).unwrap_or(i32::MAX))
+            .message_attribute_names("All")
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .map_err(|error| sdk_error("ReceiveMessage", error))?;
+        let messages = output.messages.unwrap_or_default();
+        Ok(messages
+            .into_iter()
+            .filter_map(|message| {
+                let receipt_handle = message.receipt_handle?;
+                let sent_timestamp_ms = message
+                    .attributes
+                    .as_ref()
+                    .and_then(|attributes| {
+                        attributes.get(&MessageSystemAttributeName::SentTimestamp)
+                    })
+                    .and_then(|value| value.parse().ok());
+                let mut attributes: Attributes = message
+                    .message_attributes
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(name, value)| {
+                        let attribute = match (value.string_value, value.binary_value) {
+                            (Some(text), _) => AttributeValue {
+                                data_type: value.data_type,
+                                value: text,
+                            },
+                            (None, Some(blob)) => {
+                                AttributeValue::binary(value.data_type, blob.as_ref())
+                            }
+                            (None, None) => AttributeValue {
+                                data_type: value.data_type,
+                                value: String::new(),
+                            },
+                        };
+                        (name, attribute)
+                    })
+                    .collect();
+                attributes.sort_by(|a, b| a.0.cmp(&b.0));
+                Some(ReceivedMessage {
+                    receipt_handle,
+                    body: message.body.unwrap_or_default(),
+                    metadata: SqsMetadata {
+                        message_id: message.message_id,
+                        sent_timestamp_ms,
+                        attributes,
+                    },
+                })
+            })
+            .collect())
+    }
+
+    async fn delete(&self, receipt_handles: &[String]) -> Result<Vec<String>> {
+        let mut failed = Vec::new();
+        for chunk in receipt_handles.chunks(SQS_BATCH) {
+            let entries: Vec<_> = chunk
+                .iter()
+                .enumerate()
+                .filter_map(|(index, handle)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(index.to_string())
+                        .receipt_handle(handle)
+                        .build()
+                        .ok()
+                })
+                .collect();
+            let output = self
+                .client
+                .delete_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await;
+            match output {
+                Ok(output) => {
+                    for failure in output.failed {
+                        if let Some(handle) =
+                            failure.id.parse::<usize>().ok().and_then(|i| chunk.get(i))
+                        {
+                            tracing::warn!(code = %failure.code, message = ?failure.message, "sqs refused to delete a message; it will be delivered again");
+                            failed.push(handle.clone());
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(error = %sdk_error("DeleteMessageBatch", error), "could not delete messages; they will be delivered again");
+                    failed.extend(chunk.iter().cloned());
+                }
+            }
+        }
+        Ok(failed)
+    }
+
+    async fn depth(&self) -> Result<QueueDepth> {
+        let output = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .map_err(|error| sdk_error("GetQueueAttributes", error))?;
+        let attributes = output.attributes.unwrap_or_default();
+        let read = |name: QueueAttributeName| {
+            attributes
+                .get(&name)
+                .and_then(|value| value.parse().ok())
+                .unwrap_or(0)
+        };
+        Ok(QueueDepth {
+            visible: read(QueueAttributeName::ApproximateNumberOfMessages),
+            in_flight: read(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+            delayed: read(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
+        })
+    }
+
+    fn describe(&self) -> String {
+        self.queue_url.clone()
+    }
+}
+
+/// In-memory queue with SQS's visibility semantics, for unit tests.
+#[derive(Debug, Default)]
+pub struct InMemoryQueue {
+    state: Mutex<InMemoryState>,
+}
+
+#[derive(Debug, Default)]
+struct InMemoryState {
+    next_id: u64,
+    /// (message id, body, metadata, invisible until, receipt handle of the last receive)
+    messages: VecDeque<(u64, String, SqsMetadata, Option<Instant>, Option<String>)>,
+    receives: u64,
+}
+
+impl InMemoryQueue {
+    /// Enqueues a message.
+    pub fn send(&self, body: impl Into<String>, attributes: Attributes) {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        state.next_id += 1;
+        let id = state.next_id;
+        state.messages.push_back((
+            id,
+            body.into(),
+            SqsMetadata {
+                message_id: Some(format!("mem-{id}")),
+                sent_timestamp_ms: Some(1_700_000_000_000),
+                attributes,
+            },
+            None,
+            None,
+        ));
+    }
+
+    /// Messages not yet deleted (visible or not).
+    pub fn len(&self) -> usize {
+        self.state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .messages
+            .len()
+    }
+
+    /// Whether every message was deleted.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[async_trait]
+impl Queue for InMemoryQueue {
+    async fn receive(
+        &self,
+        max_messages: i32,
+        wait: Duration,
+        visibility_timeout: Duration,
+    ) -> Result<Vec<ReceivedMessage>> {
+        let received = {
+            let mut state = self
+                .state
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            state.receives += 1;
+            let receive_number = state.receives;
+            let now = Instant::now();
+            let mut received = Vec::new();
+            for (id, body, metadata, invisible_until, handle) in state.messages.iter_mut() {
+                if received.len() >= usize::try_from(max_messages).unwrap_or(10) {
+                    break;
+                }
+                if invisible_until.is_some_and(|until| until > now) {
+                    continue;
+                }
+                *invisible_until = Some(now + visibility_timeout);
+                let receipt = format!("{id}/{receive_number}");
+                *handle = Some(receipt.clone());
+                received.push(ReceivedMessage {
+                    receipt_handle: receipt,
+                    body: body.clone(),
+                    metadata: metadata.clone(),
+                });
+            }
+            received
+        };
+        if received.is_empty() {
+            tokio::time::sleep(wait.min(Duration::from_millis(50))).await;
+        }
+        Ok(received)
+    }
+
+    async fn delete(&self, receipt_handles: &[String]) -> Result<Vec<String>> {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let mut failed = Vec::new();
+        for handle in receipt_handles {
+            let before = state.messages.len();
+            state
+                .messages
+                .retain(|(_, _, _, _, current)| current.as_deref() != Some(handle.as_str()));
+            if state.messages.len() == before {
+                failed.push(handle.clone());
+            }
+        }
+        Ok(failed)
+    }
+
+    async fn depth(&self) -> Result<QueueDepth> {
+        let state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let now = Instant::now();
+        let in_flight = state
+            .messages
+            .iter()
+            .filter(|message| message.3.is_some_and(|until| until > now))
+            .count() as u64;
+        Ok(QueueDepth {
+            visible: state.messages.len() as u64 - in_flight,
+            in_flight,
+            delayed: 0,
+        })
+    }
+
+    fn describe(&self) -> String {
+        "in-memory queue".to_owned()
+    }
+}
