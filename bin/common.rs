@@ -7,10 +7,15 @@ use tokio_util::sync::CancellationToken;
 
 /// Prints an error with its causes and returns the exit code.
 pub(crate) fn report(program: &str, error: &dyn std::error::Error, code: u8) -> ExitCode {
-    eprintln!("{program}: error: {error}");
+    let message = error.to_string();
+    eprintln!("{program}: error: {message}");
     let mut source = error.source();
     while let Some(cause) = source {
-        eprintln!("  caused by: {cause}");
+        let cause_text = cause.to_string();
+        // Messages that already end with their cause are not repeated.
+        if !message.contains(&cause_text) {
+            eprintln!("  caused by: {cause_text}");
+        }
         source = cause.source();
     }
     ExitCode::from(code)

@@ -48,9 +48,9 @@ pub struct Components {
 pub async fn connect(config: &IngesterConfig) -> Result<Components> {
     let catalog = Arc::new(Catalog::load_dir(&config.events_dir)?);
     if let SourceConfig::File { input } = &config.source {
-        std::fs::metadata(input).map_err(|source| Error::Io {
+        std::fs::metadata(input).map_err(|source| Error::Startup {
             context: format!("cannot read --input {}", input.display()),
-            source,
+            source: Box::new(source),
         })?;
     }
     let needs_aws = config.store.is_s3() || matches!(config.source, SourceConfig::Sqs(_));

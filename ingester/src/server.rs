@@ -380,7 +380,11 @@ mod tests {
     #[tokio::test]
     async fn ndjson_is_answered_after_its_rows_are_stored() {
         let harness = harness(true);
-        let body = format!("{}\r\n\n{}\nnot json\n", envelope("00000000-0000-4000-8000-000000000001"), envelope("00000000-0000-4000-8000-000000000002"));
+        let body = format!(
+            "{}\r\n\n{}\nnot json\n",
+            envelope("00000000-0000-4000-8000-000000000001"),
+            envelope("00000000-0000-4000-8000-000000000002")
+        );
         let (status, outcome) =
             call(&harness.router, post(Some("application/x-ndjson"), body)).await;
         assert_eq!(status, StatusCode::OK, "{outcome}");
@@ -415,7 +419,8 @@ mod tests {
     async fn a_json_body_is_one_message_even_when_pretty_printed() {
         let harness = harness(true);
         let pretty = serde_json::to_string_pretty(
-            &serde_json::from_str::<Value>(&envelope("00000000-0000-4000-8000-000000000009")).expect("json"),
+            &serde_json::from_str::<Value>(&envelope("00000000-0000-4000-8000-000000000009"))
+                .expect("json"),
         )
         .expect("pretty");
         let (status, outcome) = call(&harness.router, post(Some("application/json"), pretty)).await;
@@ -488,7 +493,11 @@ mod tests {
     #[tokio::test]
     async fn ingest_is_refused_when_the_source_is_not_http_and_health_routes_answer() {
         let harness = harness(false);
-        let (status, body) = call(&harness.router, post(None, envelope("00000000-0000-4000-8000-000000000001"))).await;
+        let (status, body) = call(
+            &harness.router,
+            post(None, envelope("00000000-0000-4000-8000-000000000001")),
+        )
+        .await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert!(
             body["error"]["message"]

@@ -1,0 +1,142 @@
+//! Bad configuration: a message that says what to fix, exit status 2, nothing written.
+
+use std::path::Path;
+use std::process::Output;
+
+use crate::support::{INGESTER, events_dir, moto};
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn assert_refused(output: &Output, expected: &str) {
+    let text = stderr(output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(text.contains(expected), "expected '{expected}' in: {text}");
+}
+
+fn is_empty_or_missing(directory: &Path) -> bool {
+    std::fs::read_dir(directory)
+        .map(|mut entries| entries.next().is_none())
+        .unwrap_or(true)
+}
+
+#[tokio::test]
+async fn an_unknown_store_scheme_is_refused() {
+    let output = tokio::process::Command::new(INGESTER)
+        .args(["--source", "http", "--store", "gs://bucket/prefix"])
+        .output()
+        .await
+        .expect("run");
+    assert_refused(&output, "unsupported store scheme 'gs://'");
+}
+
+#[tokio::test]
+async fn an_unreachable_endpoint_is_refused_at_start_up() {
+    let input = tempfile::NamedTempFile::new().expect("input");
+    let output = tokio::process::Command::new(INGESTER)
+        .args([
+            "--source",
+            "file",
+            "--store",
+            "s3://audit-bucket/x",
+            "--input",
+        ])
+        .arg(input.path())
+        .arg("--events-dir")
+        .arg(events_dir())
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .await
+        .expect("run");
+    assert_refused(&output, "cannot reach the store s3://audit-bucket/x");
+    assert!(stderr(&output).contains("AWS_ENDPOINT_URL"));
+}
+
+#[tokio::test]
+async fn a_malformed_catalog_names_the_file_and_the_path_and_nothing_is_written() {
+    let catalog = tempfile::tempdir().expect("catalog dir");
+    std::fs::write(
+        catalog.path().join("listing.yaml"),
+        "# Owner: Team (@team)\naggregate: listing\nevents:\n  sold:\n    description: x\n    version: one\n    schema: {type: object}\n",
+    )
+    .expect("write");
+    let store = tempfile::tempdir().expect("store dir");
+    let store_path = store.path().join("archive");
+    let input = tempfile::NamedTempFile::new().expect("input");
+    std::fs::write(input.path(), "{}\n").expect("input");
+    let output = tokio::process::Command::new(INGESTER)
+        .args(["--source", "file", "--input"])
+        .arg(input.path())
+        .arg("--store")
+        .arg(&store_path)
+        .arg("--events-dir")
+        .arg(catalog.path())
+        .output()
+        .await
+        .expect("run");
+    assert_refused(&output, "listing.yaml: events.sold.version");
+    assert!(is_empty_or_missing(&store_path), "nothing may be written");
+}
+
+#[tokio::test]
+async fn a_missing_queue_or_input_is_refused_and_the_bucket_stays_empty() {
+    let moto = moto();
+    let bucket = moto.create_bucket().await;
+    let missing_queue = format!("{}/123456789012/no-such-queue", moto.endpoint);
+    let output = moto
+        .command(INGESTER)
+        .args([
+            "--source",
+            "sqs",
+            "--queue-url",
+            &missing_queue,
+            "--store",
+            &format!("s3://{bucket}/a"),
+        ])
+        .arg("--events-dir")
+        .arg(events_dir())
+        .output()
+        .await
+        .expect("run");
+    assert_refused(&output, "cannot reach the queue");
+
+    let output = moto
+        .command(INGESTER)
+        .args([
+            "--source",
+            "file",
+            "--input",
+            "/nonexistent/input.ndjson",
+            "--store",
+            &format!("s3://{bucket}/a"),
+        ])
+        .arg("--events-dir")
+        .arg(events_dir())
+        .output()
+        .await
+        .expect("run");
+    assert_refused(&output, "cannot read --input /nonexistent/input.ndjson");
+
+    let objects = moto
+        .s3()
+        .list_objects_v2()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(objects.key_count, Some(0), "nothing written");
+}
+
+#[tokio::test]
+async fn conflicting_flags_say_what_to_fix() {
+    let output = tokio::process::Command::new(INGESTER)
+        .args(["--source", "sqs", "--store", "/tmp/x"])
+        .output()
+        .await
+        .expect("run");
+    assert_refused(&output, "--source sqs needs --queue-url");
+}

@@ -1,0 +1,10 @@
+//! End-to-end tests: the real binaries against moto_server over HTTP, reading back the
+//! real Parquet objects. Run them with `scripts/test` (it starts moto and sets
+//! `ISLETS_TEST_AWS_ENDPOINT`).
+
+mod support;
+
+mod bad_config;
+mod demo;
+mod http_source;
+mod sqs_ingest;
