@@ -117,6 +117,7 @@ async fn demo(args: DemoArgs, shutdown: tokio_util::sync::CancellationToken) -> 
         events_dir: args.events_dir.clone(),
         listen: None,
         limits: FlushLimits::DEFAULT,
+        flush_retry: Default::default(),
     };
     let summary = islets_ingester::run(config, shutdown).await?;
     let event_files = archive.list_files(Table::Events).await?;

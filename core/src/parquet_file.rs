@@ -94,3 +94,100 @@ pub fn decode_all(bytes: Bytes) -> Result<Vec<RecordBatch>> {
     }
     Ok(batches)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attributes::AttributeValue;
+    use crate::record::{DeliveryMode, EventRecord, IngestSource};
+    use crate::schema::{events_batch, events_from_batch};
+    use parquet::file::properties::ReaderProperties;
+    use parquet::file::reader::FileReader;
+    use parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
+
+    fn record(index: usize) -> EventRecord {
+        EventRecord {
+            event_id: format!("id-{index}"),
+            event_type: Some("sold".into()),
+            aggregate: Some("listing".into()),
+            schema_version: Some("1.0.0".into()),
+            producer_system: Some("listing-management-api".into()),
+            correlation_id: index.is_multiple_of(2).then(|| format!("corr-{index}")),
+            trace_id: None,
+            traceparent: None,
+            occurred_at_ms: Some(1_700_000_000_000 + index as i64),
+            published_at_ms: 1_700_000_000_500,
+            ingested_at_ms: 1_700_000_001_000,
+            topic_arn: Some("arn:aws:sns:us-east-1:1:listing-events".into()),
+            sns_message_id: Some(format!("m-{index}")),
+            sqs_message_id: None,
+            delivery: DeliveryMode::SnsEnvelope,
+            source: IngestSource::Sqs,
+            attributes: vec![
+                ("aggregate".into(), AttributeValue::string("listing")),
+                ("blob".into(), AttributeValue::binary("Binary", &[0, 1, 2])),
+            ],
+            payload: format!("{{\"n\": {index}, \"text\": \"ação ✓\"}}"),
+            schema_valid: !index.is_multiple_of(3),
+            schema_error: index.is_multiple_of(3).then(|| "bad".to_owned()),
+        }
+    }
+
+    #[test]
+    fn records_survive_the_parquet_round_trip_with_bloom_filters_and_metadata() {
+        let records: Vec<EventRecord> = (0..50).map(record).collect();
+        let metadata = FileMetadata {
+            table: Table::Events,
+            source: "sqs".into(),
+            writer_id: "writer-1".into(),
+        };
+        let bytes = encode(&events_batch(&records).expect("batch"), &metadata).expect("encode");
+
+        let decoded: Vec<EventRecord> = decode_all(bytes.clone())
+            .expect("decode")
+            .iter()
+            .flat_map(|batch| events_from_batch(batch).expect("rows"))
+            .collect();
+        assert_eq!(decoded, records);
+
+        let options = ReadOptionsBuilder::new()
+            .with_reader_properties(
+                ReaderProperties::builder()
+                    .set_read_bloom_filter(true)
+                    .build(),
+            )
+            .build();
+        let reader = SerializedFileReader::new_with_options(bytes, options).expect("reader");
+        let file_metadata = reader.metadata().file_metadata();
+        let key_values = file_metadata
+            .key_value_metadata()
+            .expect("key-value metadata");
+        assert!(
+            key_values
+                .iter()
+                .any(|kv| kv.key == "islets.writer" && kv.value.as_deref() == Some("writer-1"))
+        );
+        let row_group = reader.metadata().row_group(0);
+        for (index, column) in row_group.columns().iter().enumerate() {
+            let name = column.column_path().string();
+            let has_bloom = column.bloom_filter_offset().is_some();
+            assert_eq!(
+                has_bloom,
+                BLOOM_FILTER_COLUMNS.contains(&name.as_str()),
+                "bloom filter on {name}"
+            );
+            if name == "event_id" {
+                assert!(column.statistics().is_some(), "statistics on {name}");
+                // The level is not stored in the file; the codec is.
+                assert!(matches!(column.compression(), Compression::ZSTD(_)));
+                let bloom = reader
+                    .get_row_group(0)
+                    .expect("row group")
+                    .get_column_bloom_filter(index)
+                    .cloned()
+                    .expect("bloom filter readable");
+                assert!(bloom.check(&"id-7"));
+            }
+        }
+    }
+}

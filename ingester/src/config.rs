@@ -8,6 +8,7 @@ use clap::{Args, ValueEnum};
 use islets_core::store::StoreLocation;
 
 use crate::error::{Error, Result};
+use crate::pipeline::FlushRetry;
 
 /// Where messages come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -154,6 +155,8 @@ pub struct IngesterConfig {
     pub events_dir: PathBuf,
     pub listen: Option<SocketAddr>,
     pub limits: FlushLimits,
+    /// How a flush that cannot store its files is retried (not a flag: tests shorten it).
+    pub flush_retry: FlushRetry,
 }
 
 /// Default address of the HTTP server.
@@ -262,6 +265,7 @@ impl IngesterArgs {
                 max_age: Duration::from_secs(self.max_batch_age_secs),
                 max_concurrent_flushes: self.max_concurrent_flushes,
             },
+            flush_retry: FlushRetry::default(),
         })
     }
 }

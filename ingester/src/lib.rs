@@ -15,6 +15,9 @@ pub mod queue;
 pub mod server;
 pub mod sources;
 
+#[cfg(test)]
+mod contract_tests;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -123,6 +126,7 @@ pub async fn run_with(
         metrics: metrics.clone(),
         queue: queue.clone(),
         writer_id,
+        retry: config.flush_retry,
     };
     let drain = CancellationToken::new();
     let pipeline = Pipeline::start(context, config.limits, drain.clone());

@@ -123,6 +123,28 @@ pub struct PipelineContext {
     pub queue: Option<Arc<dyn Queue>>,
     /// Identifies this process in every file's metadata.
     pub writer_id: String,
+    /// How storing a buffer is retried before it is given up.
+    pub retry: FlushRetry,
+}
+
+/// Retries of a flush whose files could not be stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlushRetry {
+    /// Attempts before the buffer is given up (its messages are then not acknowledged).
+    pub attempts: u32,
+    /// Wait before the second attempt; doubled each time, capped at 32 × this.
+    pub first_backoff: Duration,
+}
+
+impl Default for FlushRetry {
+    fn default() -> Self {
+        // With object_store's own retries inside each attempt: minutes, not hours, before
+        // a buffer is given up and SQS redelivers its messages.
+        FlushRetry {
+            attempts: 6,
+            first_backoff: Duration::from_secs(2),
+        }
+    }
 }
 
 /// A running pipeline: send batches, then drop the sender and await the summary.
@@ -131,8 +153,6 @@ pub struct Pipeline {
     pub task: tokio::task::JoinHandle<Result<PipelineSummary>>,
 }
 
-/// Flush attempts before a buffer is given up (its messages are then not acknowledged).
-const MAX_FLUSH_ATTEMPTS: u32 = 6;
 /// Batches waiting for the batcher; sources block beyond this (back-pressure).
 const CHANNEL_CAPACITY: usize = 64;
 
@@ -415,10 +435,10 @@ async fn flush(
         attempt += 1;
         context.metrics.flush_failures.inc();
         tracing::warn!(%error, attempt, "storing a flush failed; retrying");
-        if attempt >= MAX_FLUSH_ATTEMPTS {
+        if attempt >= context.retry.attempts {
             return Err(fail(&context, acks, report, &error.to_string()).await);
         }
-        tokio::time::sleep(Duration::from_secs(1 << attempt.min(5))).await;
+        tokio::time::sleep(context.retry.first_backoff * (1 << (attempt - 1).min(5))).await;
     }
 
     // Every file is durable: now, and only now, acknowledge.

@@ -230,45 +230,63 @@ pub struct InMemoryQueue {
 #[derive(Debug, Default)]
 struct InMemoryState {
     next_id: u64,
-    /// (message id, body, metadata, invisible until, receipt handle of the last receive)
-    messages: VecDeque<(u64, String, SqsMetadata, Option<Instant>, Option<String>)>,
+    messages: VecDeque<StoredMessage>,
     receives: u64,
 }
 
+#[derive(Debug)]
+struct StoredMessage {
+    body: String,
+    metadata: SqsMetadata,
+    invisible_until: Option<Instant>,
+    /// Receipt handle of the latest receive; only it can delete the message.
+    receipt_handle: Option<String>,
+    receive_count: u32,
+}
+
 impl InMemoryQueue {
+    fn state(&self) -> std::sync::MutexGuard<'_, InMemoryState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
     /// Enqueues a message.
     pub fn send(&self, body: impl Into<String>, attributes: Attributes) {
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let mut state = self.state();
         state.next_id += 1;
         let id = state.next_id;
-        state.messages.push_back((
-            id,
-            body.into(),
-            SqsMetadata {
+        state.messages.push_back(StoredMessage {
+            body: body.into(),
+            metadata: SqsMetadata {
                 message_id: Some(format!("mem-{id}")),
                 sent_timestamp_ms: Some(1_700_000_000_000),
                 attributes,
             },
-            None,
-            None,
-        ));
+            invisible_until: None,
+            receipt_handle: None,
+            receive_count: 0,
+        });
     }
 
     /// Messages not yet deleted (visible or not).
     pub fn len(&self) -> usize {
-        self.state
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .messages
-            .len()
+        self.state().messages.len()
     }
 
     /// Whether every message was deleted.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The highest receive count of any message still queued.
+    pub fn max_receive_count(&self) -> u32 {
+        self.state()
+            .messages
+            .iter()
+            .map(|m| m.receive_count)
+            .max()
+            .unwrap_or(0)
     }
 }
 
@@ -281,49 +299,48 @@ impl Queue for InMemoryQueue {
         visibility_timeout: Duration,
     ) -> Result<Vec<ReceivedMessage>> {
         let received = {
-            let mut state = self
-                .state
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner());
+            let mut state = self.state();
             state.receives += 1;
             let receive_number = state.receives;
             let now = Instant::now();
+            let limit = usize::try_from(max_messages).unwrap_or(10);
             let mut received = Vec::new();
-            for (id, body, metadata, invisible_until, handle) in state.messages.iter_mut() {
-                if received.len() >= usize::try_from(max_messages).unwrap_or(10) {
+            for message in state.messages.iter_mut() {
+                if received.len() >= limit {
                     break;
                 }
-                if invisible_until.is_some_and(|until| until > now) {
+                if message.invisible_until.is_some_and(|until| until > now) {
                     continue;
                 }
-                *invisible_until = Some(now + visibility_timeout);
-                let receipt = format!("{id}/{receive_number}");
-                *handle = Some(receipt.clone());
+                let receipt_handle = format!(
+                    "{}/{receive_number}",
+                    message.metadata.message_id.as_deref().unwrap_or_default()
+                );
+                message.invisible_until = Some(now + visibility_timeout);
+                message.receipt_handle = Some(receipt_handle.clone());
+                message.receive_count += 1;
                 received.push(ReceivedMessage {
-                    receipt_handle: receipt,
-                    body: body.clone(),
-                    metadata: metadata.clone(),
+                    receipt_handle,
+                    body: message.body.clone(),
+                    metadata: message.metadata.clone(),
                 });
             }
             received
         };
         if received.is_empty() {
-            tokio::time::sleep(wait.min(Duration::from_millis(50))).await;
+            tokio::time::sleep(wait.min(Duration::from_millis(20))).await;
         }
         Ok(received)
     }
 
     async fn delete(&self, receipt_handles: &[String]) -> Result<Vec<String>> {
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let mut state = self.state();
         let mut failed = Vec::new();
         for handle in receipt_handles {
             let before = state.messages.len();
             state
                 .messages
-                .retain(|(_, _, _, _, current)| current.as_deref() != Some(handle.as_str()));
+                .retain(|message| message.receipt_handle.as_deref() != Some(handle.as_str()));
             if state.messages.len() == before {
                 failed.push(handle.clone());
             }
@@ -332,15 +349,12 @@ impl Queue for InMemoryQueue {
     }
 
     async fn depth(&self) -> Result<QueueDepth> {
-        let state = self
-            .state
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let state = self.state();
         let now = Instant::now();
         let in_flight = state
             .messages
             .iter()
-            .filter(|message| message.3.is_some_and(|until| until > now))
+            .filter(|message| message.invisible_until.is_some_and(|until| until > now))
             .count() as u64;
         Ok(QueueDepth {
             visible: state.messages.len() as u64 - in_flight,

@@ -317,6 +317,7 @@ mod tests {
             metrics: metrics.clone(),
             queue: None,
             writer_id: "test".into(),
+            retry: Default::default(),
         };
         let limits = FlushLimits {
             max_rows: 1000,

@@ -18,6 +18,16 @@ use crate::support::{
     repo_root,
 };
 
+/// Attribute name → (data type, value).
+type AttributeMap = BTreeMap<String, (String, String)>;
+/// A poison case: body, SQS attributes (name, type, value), and the expectation:
+/// `Ok(schema error)` for an archived event, `Err(reason)` for a quarantined message.
+type PoisonCase<'a> = (
+    String,
+    Vec<(&'a str, &'a str, &'a str)>,
+    Result<&'a str, &'a str>,
+);
+
 fn demo_events(flows: usize, seed: u64) -> Vec<DemoEvent> {
     let catalog = Catalog::load_dir(&events_dir()).expect("catalog");
     generate(
@@ -35,7 +45,7 @@ fn demo_events(flows: usize, seed: u64) -> Vec<DemoEvent> {
 
 /// Message attributes of a generated event, plus extra attributes every ISLETS producer may
 /// add (a custom String, a Number, and a Binary one on some events).
-fn attributes(event: &DemoEvent, index: usize) -> BTreeMap<String, (String, String)> {
+fn attributes(event: &DemoEvent, index: usize) -> AttributeMap {
     let mut attributes = BTreeMap::new();
     for (name, value) in [
         ("event_type", event.event_type),
@@ -55,7 +65,7 @@ fn attributes(event: &DemoEvent, index: usize) -> BTreeMap<String, (String, Stri
     // "Strings must be encoded before hashing") for a binary attribute that reached SQS
     // through SNS raw delivery, then dead-letters the message. Real SQS does not; the raw
     // path's binary attributes are covered by the poison test through SendMessage.
-    if index % 97 == 0 && event.aggregate == "listing" {
+    if index.is_multiple_of(97) && event.aggregate == "listing" {
         attributes.insert(
             "signature".to_owned(),
             ("Binary".to_owned(), "AJ+Slv8=".to_owned()),
@@ -139,7 +149,7 @@ async fn sns_fan_out_in_both_subscription_modes_is_archived_byte_for_byte() {
     assert!(large.payload.len() > 100_000);
     events.push(large);
     assert!(events.len() >= 2_000, "{} events", events.len());
-    let expected: HashMap<String, (DemoEvent, BTreeMap<String, (String, String)>)> = events
+    let expected: HashMap<String, (DemoEvent, AttributeMap)> = events
         .iter()
         .enumerate()
         .map(|(index, event)| {
@@ -508,7 +518,6 @@ async fn poison_messages_are_archived_or_quarantined_and_the_ingester_keeps_goin
     .to_string();
     let invalid_payload =
         r#"{"event_id":"00000000-0000-4000-8000-00000000bad1","listing_id":"L-1"}"#;
-    // (body, SQS attributes, expected: Ok(schema error) for an archived event, Err(reason) for quarantine)
     let raw_attributes = vec![
         ("event_type", "String", "sold"),
         ("aggregate", "String", "listing"),
@@ -516,7 +525,7 @@ async fn poison_messages_are_archived_or_quarantined_and_the_ingester_keeps_goin
         ("producer_system", "String", "listing-management-api"),
         ("signature", "Binary", "AJ+Slv8="),
     ];
-    let cases: Vec<(String, Vec<(&str, &str, &str)>, Result<&str, &str>)> = vec![
+    let cases: Vec<PoisonCase> = vec![
         ("not json at all".to_owned(), vec![], Err("not JSON")),
         (truncated, vec![], Err("not JSON")),
         ("{}".to_owned(), vec![], Err("without attributes")),
