@@ -471,6 +471,32 @@ pub fn quarantine_from_batch(batch: &RecordBatch) -> Result<Vec<QuarantineRecord
         .collect())
 }
 
+/// The Hive / Athena type of an Arrow type of the archive (Glue tables and DDL use it).
+pub fn hive_type(data_type: &DataType) -> String {
+    match data_type {
+        DataType::Utf8 => "string".to_owned(),
+        DataType::Binary => "binary".to_owned(),
+        DataType::Boolean => "boolean".to_owned(),
+        DataType::Timestamp(_, _) => "timestamp".to_owned(),
+        DataType::Map(entries, _) => match entries.data_type() {
+            DataType::Struct(fields) if fields.len() == 2 => format!(
+                "map<{},{}>",
+                hive_type(fields[0].data_type()),
+                hive_type(fields[1].data_type())
+            ),
+            other => format!("unsupported<{other}>"),
+        },
+        DataType::Struct(fields) => {
+            let members: Vec<String> = fields
+                .iter()
+                .map(|field| format!("{}:{}", field.name(), hive_type(field.data_type())))
+                .collect();
+            format!("struct<{}>", members.join(","))
+        }
+        other => format!("unsupported<{other}>"),
+    }
+}
+
 /// Markdown table of a schema's columns, for docs.
 pub fn describe_markdown(schema: &Schema) -> String {
     let mut text = String::from("| column | type | nullable | meaning |\n|---|---|---|---|\n");
@@ -480,13 +506,59 @@ pub fn describe_markdown(schema: &Schema) -> String {
             .get("description")
             .map(String::as_str)
             .unwrap_or("");
+        let unit = match field.data_type() {
+            DataType::Timestamp(TimeUnit::Millisecond, _) => " (ms, UTC)",
+            _ => "",
+        };
         text.push_str(&format!(
-            "| `{}` | {} | {} | {} |\n",
+            "| `{}` | `{}`{unit} | {} | {} |\n",
             field.name(),
-            field.data_type(),
+            hive_type(field.data_type()),
             if field.is_nullable() { "yes" } else { "no" },
             description
         ));
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section<'a>(text: &'a str, name: &str) -> &'a str {
+        let start_marker = format!("<!-- {name}:begin -->\n");
+        let end_marker = format!("<!-- {name}:end -->");
+        let start = text.find(&start_marker).map(|at| at + start_marker.len());
+        let end = text.find(&end_marker);
+        match (start, end) {
+            (Some(start), Some(end)) if start <= end => &text[start..end],
+            _ => panic!("docs/ARCHIVE.md lacks the {name} markers"),
+        }
+    }
+
+    #[test]
+    fn the_documented_columns_are_the_schema() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/ARCHIVE.md");
+        let text = std::fs::read_to_string(&path).expect("docs/ARCHIVE.md");
+        for (name, schema) in [
+            ("events-columns", events_schema()),
+            ("quarantine-columns", quarantine_schema()),
+        ] {
+            let expected = describe_markdown(&schema);
+            assert_eq!(
+                section(&text, name),
+                expected,
+                "docs/ARCHIVE.md {name} drifted; replace it with:\n{expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn batches_match_the_declared_schema_for_any_rows() {
+        assert_eq!(events_batch(&[]).expect("empty").schema(), events_schema());
+        assert_eq!(
+            quarantine_batch(&[]).expect("empty").schema(),
+            quarantine_schema()
+        );
+    }
 }

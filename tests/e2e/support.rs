@@ -33,7 +33,10 @@ pub(crate) struct Moto {
 }
 
 /// The moto_server started by `scripts/test`. Fails (never skips) when it is missing.
-#[allow(clippy::disallowed_methods, reason = "the test harness hands the emulator over in the environment")]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the test harness hands the emulator over in the environment"
+)]
 pub(crate) fn moto() -> Moto {
     let Ok(endpoint) = std::env::var("ISLETS_TEST_AWS_ENDPOINT") else {
         panic!(
@@ -60,7 +63,10 @@ pub(crate) fn moto() -> Moto {
 }
 
 /// The Python of the test venv (moto, boto3, duckdb, pyarrow).
-#[allow(clippy::disallowed_methods, reason = "the test harness hands the venv over in the environment")]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the test harness hands the venv over in the environment"
+)]
 pub(crate) fn python() -> String {
     std::env::var("ISLETS_TEST_PYTHON").unwrap_or_else(|_| {
         panic!("ISLETS_TEST_PYTHON is not set: run the suite with `scripts/test`")
