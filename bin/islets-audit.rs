@@ -26,6 +26,37 @@ enum Command {
     /// Generate a realistic data set from the events catalog and ingest it, through the
     /// same pipeline as production, into a local directory. Needs no AWS account.
     Demo(DemoArgs),
+    /// Write a generated data set as NDJSON (one SNS envelope per line), for
+    /// `islets-ingester --source file`, backfill rehearsals and benchmarks.
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+struct GenerateArgs {
+    /// Output file.
+    #[arg(long)]
+    out: PathBuf,
+    /// Directory of the events catalog.
+    #[arg(long, env = "ISLETS_EVENTS_CONFIG_PATH", default_value = "events")]
+    events_dir: PathBuf,
+    /// Business flows to generate (each 2 to 9 events; about 4.7 on average).
+    #[arg(long, default_value_t = 300)]
+    flows: usize,
+    /// Spread the flows over this many days before now.
+    #[arg(long, default_value_t = 7)]
+    days: u32,
+    /// Random seed (the same seed gives the same events).
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Percentage of events made schema-invalid.
+    #[arg(long, default_value_t = 2)]
+    invalid_percent: u32,
+    /// Percentage of deliveries repeated, as SQS redelivery does.
+    #[arg(long, default_value_t = 2)]
+    duplicate_percent: u32,
+    /// Undecodable messages appended.
+    #[arg(long, default_value_t = 3)]
+    poison: usize,
 }
 
 #[derive(Debug, Args)]
@@ -60,7 +91,36 @@ fn main() -> ExitCode {
                 Err(error) => common::report("islets-audit demo", error.as_ref(), 1),
             }
         }),
+        Command::Generate(args) => match generate_file(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => common::report("islets-audit generate", error.as_ref(), 1),
+        },
     }
+}
+
+fn generate_file(args: &GenerateArgs) -> DemoResult<()> {
+    let catalog = Catalog::load_dir(&args.events_dir)?;
+    let options = DemoOptions {
+        flows: args.flows,
+        days: args.days,
+        seed: args.seed,
+        invalid_percent: args.invalid_percent,
+        duplicate_percent: args.duplicate_percent,
+        poison_messages: args.poison,
+        ..DemoOptions::default()
+    };
+    let data = generate(&catalog, &options);
+    let mut text = data.lines.join("\n");
+    text.push('\n');
+    std::fs::write(&args.out, text)
+        .map_err(|error| format!("cannot write {}: {error}", args.out.display()))?;
+    println!(
+        "wrote {} messages ({} distinct events) to {}",
+        data.lines.len(),
+        data.events.len(),
+        args.out.display()
+    );
+    Ok(())
 }
 
 type DemoResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -143,6 +203,15 @@ async fn demo(args: DemoArgs, shutdown: tokio_util::sync::CancellationToken) -> 
 
 fn print_next_steps(data_dir: &Path) {
     let dir = data_dir.display();
+    // The ingester built beside this binary, so the command runs as printed.
+    let ingester = std::env::current_exe()
+        .ok()
+        .and_then(|path| Some(path.parent()?.join("islets-ingester")))
+        .filter(|path| path.exists())
+        .map_or_else(
+            || "islets-ingester".to_owned(),
+            |path| path.display().to_string(),
+        );
     println!("What to try next:");
     println!("  # the archive is plain Hive-partitioned Parquet:");
     println!("  find {dir}/events -name '*.parquet' | head");
@@ -152,7 +221,7 @@ fn print_next_steps(data_dir: &Path) {
     );
     println!("  # accept events over HTTP into the same archive:");
     println!(
-        "  islets-ingester --source http --listen 127.0.0.1:8080 --store {dir} --log-format text &"
+        "  {ingester} --source http --listen 127.0.0.1:8080 --store {dir} --log-format text &"
     );
     println!(
         "  head -n 3 {dir}/demo-input.ndjson | curl -sS -H 'content-type: application/x-ndjson' --data-binary @- http://127.0.0.1:8080/v1/ingest"

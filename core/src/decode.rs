@@ -25,6 +25,9 @@ use crate::record::{
     Decoded, Delivery, DeliveryMode, EventRecord, IngestSource, QuarantineRecord, SqsMetadata,
 };
 
+/// `schema_error` of an event whose payload is not JSON (counted as a decode failure).
+pub const PAYLOAD_NOT_JSON: &str = "payload is not valid JSON";
+
 /// Decodes one delivery into exactly one row.
 pub fn decode(delivery: &Delivery, catalog: &Catalog) -> Decoded {
     let sqs = delivery.sqs.clone().unwrap_or_default();
@@ -296,7 +299,7 @@ fn build_event(envelope: EventEnvelope, delivery: &Delivery, catalog: &Catalog) 
         .and_then(parse_rfc3339_ms);
 
     let validation = match (&envelope.parsed, object) {
-        (None, _) => Validation::Invalid("payload is not valid JSON".to_owned()),
+        (None, _) => Validation::Invalid(PAYLOAD_NOT_JSON.to_owned()),
         (Some(_), None) => Validation::Invalid("payload is not a JSON object".to_owned()),
         (Some(payload), Some(_)) => {
             let mut validation = catalog.validate(
@@ -540,10 +543,7 @@ mod tests {
             &catalog(),
         ));
         assert_eq!(not_json.payload, "plain text");
-        assert_eq!(
-            not_json.schema_error.as_deref(),
-            Some("payload is not valid JSON")
-        );
+        assert_eq!(not_json.schema_error.as_deref(), Some(PAYLOAD_NOT_JSON));
 
         let mut attributes = standard_attributes();
         attributes

@@ -89,9 +89,10 @@ pub struct IngesterArgs {
     #[arg(long, env = "ISLETS_MAX_BATCH_BYTES", default_value_t = FlushLimits::DEFAULT.max_bytes)]
     pub max_batch_bytes: usize,
 
-    /// Flush the buffer when its oldest message has waited this long.
-    #[arg(long, env = "ISLETS_MAX_BATCH_AGE_SECS", default_value_t = FlushLimits::DEFAULT.max_age.as_secs())]
-    pub max_batch_age_secs: u64,
+    /// Flush the buffer when its oldest message has waited this long. Default 30 s; 1 s
+    /// with --source http, whose callers wait for their rows to be stored.
+    #[arg(long, env = "ISLETS_MAX_BATCH_AGE_SECS")]
+    pub max_batch_age_secs: Option<u64>,
 
     /// Flushes (encode + upload) running at once; more buffers wait (back-pressure).
     #[arg(long, env = "ISLETS_MAX_CONCURRENT_FLUSHES", default_value_t = FlushLimits::DEFAULT.max_concurrent_flushes)]
@@ -121,6 +122,9 @@ impl FlushLimits {
         max_age: Duration::from_secs(30),
         max_concurrent_flushes: 2,
     };
+
+    /// Default buffer age of the HTTP source: its callers wait until their rows are stored.
+    pub const HTTP_MAX_AGE: Duration = Duration::from_secs(1);
 }
 
 impl Default for FlushLimits {
@@ -188,7 +192,11 @@ impl IngesterArgs {
         if self.source != SourceKind::File && self.input.is_some() {
             return refuse("--input", "file");
         }
-        if self.max_batch_rows == 0 || self.max_batch_bytes == 0 || self.max_batch_age_secs == 0 {
+        let max_batch_age_secs = self.max_batch_age_secs.unwrap_or(match self.source {
+            SourceKind::Http => FlushLimits::HTTP_MAX_AGE.as_secs(),
+            SourceKind::Sqs | SourceKind::File => FlushLimits::DEFAULT.max_age.as_secs(),
+        });
+        if self.max_batch_rows == 0 || self.max_batch_bytes == 0 || max_batch_age_secs == 0 {
             return Err(Error::Config(
                 "--max-batch-rows, --max-batch-bytes and --max-batch-age-secs must be greater than 0".to_owned(),
             ));
@@ -225,10 +233,10 @@ impl IngesterArgs {
                         self.visibility_timeout_secs
                     )));
                 }
-                if self.visibility_timeout_secs < 3 * self.max_batch_age_secs {
+                if self.visibility_timeout_secs < 3 * max_batch_age_secs {
                     return Err(Error::Config(format!(
                         "--visibility-timeout-secs ({}) must be at least 3 × --max-batch-age-secs ({}), so buffered messages are deleted before SQS delivers them again",
-                        self.visibility_timeout_secs, self.max_batch_age_secs
+                        self.visibility_timeout_secs, max_batch_age_secs
                     )));
                 }
                 SourceConfig::Sqs(SqsSettings {
@@ -262,7 +270,7 @@ impl IngesterArgs {
             limits: FlushLimits {
                 max_rows: self.max_batch_rows,
                 max_bytes: self.max_batch_bytes,
-                max_age: Duration::from_secs(self.max_batch_age_secs),
+                max_age: Duration::from_secs(max_batch_age_secs),
                 max_concurrent_flushes: self.max_concurrent_flushes,
             },
             flush_retry: FlushRetry::default(),
@@ -310,6 +318,15 @@ mod tests {
         };
         assert!(sqs.visibility_timeout >= config.limits.max_age * 3);
         assert_eq!(config.listen, DEFAULT_LISTEN.parse().ok());
+    }
+
+    #[test]
+    fn http_callers_wait_at_most_a_second_for_the_default_flush() {
+        let http = parse(&["--source", "http", "--store", "d"]).expect("valid");
+        assert_eq!(http.limits.max_age, FlushLimits::HTTP_MAX_AGE);
+        let file = parse(&["--source", "file", "--input", "x", "--store", "d"]).expect("valid");
+        assert_eq!(file.limits.max_age, FlushLimits::DEFAULT.max_age);
+        assert_eq!(file.listen, None);
     }
 
     #[test]

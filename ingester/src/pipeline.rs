@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use islets_core::catalog::Catalog;
-use islets_core::decode::decode;
+use islets_core::decode::{PAYLOAD_NOT_JSON, decode};
 use islets_core::layout::{DataFile, Partition, Table};
 use islets_core::parquet_file::{self, FileMetadata};
 use islets_core::record::{Decoded, Delivery, EventRecord, IngestSource, QuarantineRecord};
@@ -397,7 +397,7 @@ async fn flush(
     let decode_failures = quarantined.len() as u64
         + events
             .iter()
-            .filter(|event| event.schema_error.as_deref() == Some("payload is not valid JSON"))
+            .filter(|event| event.schema_error.as_deref() == Some(PAYLOAD_NOT_JSON))
             .count() as u64;
 
     let root = context.archive.root().clone();
