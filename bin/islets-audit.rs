@@ -31,11 +31,9 @@ enum Command {
     Generate(GenerateArgs),
 }
 
+/// What to generate; shared by `demo` and `generate`.
 #[derive(Debug, Args)]
-struct GenerateArgs {
-    /// Output file.
-    #[arg(long)]
-    out: PathBuf,
+struct DataSetArgs {
     /// Directory of the events catalog.
     #[arg(long, env = "ISLETS_EVENTS_CONFIG_PATH", default_value = "events")]
     events_dir: PathBuf,
@@ -48,14 +46,34 @@ struct GenerateArgs {
     /// Random seed (the same seed gives the same events).
     #[arg(long, default_value_t = 7)]
     seed: u64,
+}
+
+impl DataSetArgs {
+    fn options(&self) -> DemoOptions {
+        DemoOptions {
+            flows: self.flows,
+            days: self.days,
+            seed: self.seed,
+            ..DemoOptions::default()
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct GenerateArgs {
+    /// Output file.
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    data_set: DataSetArgs,
     /// Percentage of events made schema-invalid.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = DemoOptions::default().invalid_percent)]
     invalid_percent: u32,
     /// Percentage of deliveries repeated, as SQS redelivery does.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = DemoOptions::default().duplicate_percent)]
     duplicate_percent: u32,
     /// Undecodable messages appended.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = DemoOptions::default().poison_messages)]
     poison: usize,
 }
 
@@ -64,18 +82,8 @@ struct DemoArgs {
     /// Directory of the archive.
     #[arg(long, env = "ISLETS_DATA_DIR", default_value = "demo-data")]
     data_dir: PathBuf,
-    /// Directory of the events catalog.
-    #[arg(long, env = "ISLETS_EVENTS_CONFIG_PATH", default_value = "events")]
-    events_dir: PathBuf,
-    /// Business flows to generate (each 2 to 9 events).
-    #[arg(long, default_value_t = 300)]
-    flows: usize,
-    /// Spread the flows over this many days before now.
-    #[arg(long, default_value_t = 7)]
-    days: u32,
-    /// Random seed (the same seed gives the same events).
-    #[arg(long, default_value_t = 7)]
-    seed: u64,
+    #[command(flatten)]
+    data_set: DataSetArgs,
     /// Delete the demo archive in --data-dir first (only its events/ and quarantine/).
     #[arg(long)]
     reset: bool,
@@ -99,15 +107,12 @@ fn main() -> ExitCode {
 }
 
 fn generate_file(args: &GenerateArgs) -> DemoResult<()> {
-    let catalog = Catalog::load_dir(&args.events_dir)?;
+    let catalog = Catalog::load_dir(&args.data_set.events_dir)?;
     let options = DemoOptions {
-        flows: args.flows,
-        days: args.days,
-        seed: args.seed,
         invalid_percent: args.invalid_percent,
         duplicate_percent: args.duplicate_percent,
         poison_messages: args.poison,
-        ..DemoOptions::default()
+        ..args.data_set.options()
     };
     let data = generate(&catalog, &options);
     let mut text = data.lines.join("\n");
@@ -126,7 +131,7 @@ fn generate_file(args: &GenerateArgs) -> DemoResult<()> {
 type DemoResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 async fn demo(args: DemoArgs, shutdown: tokio_util::sync::CancellationToken) -> DemoResult<()> {
-    let catalog = Catalog::load_dir(&args.events_dir)?;
+    let catalog = Catalog::load_dir(&args.data_set.events_dir)?;
     let location = StoreLocation::Local {
         root: args.data_dir.clone(),
     };
@@ -150,20 +155,14 @@ async fn demo(args: DemoArgs, shutdown: tokio_util::sync::CancellationToken) -> 
         return Ok(());
     }
 
-    let options = DemoOptions {
-        flows: args.flows,
-        days: args.days,
-        seed: args.seed,
-        ..DemoOptions::default()
-    };
-    let data = generate(&catalog, &options);
+    let data = generate(&catalog, &args.data_set.options());
     let input = args.data_dir.join("demo-input.ndjson");
     std::fs::write(&input, data.lines.join("\n") + "\n")?;
     println!(
         "generated {} events in {} flows over {} days ({} schema-invalid, {} redelivered duplicates, {} undecodable messages)",
         data.events.len(),
-        args.flows,
-        args.days,
+        args.data_set.flows,
+        args.data_set.days,
         data.invalid_events,
         data.duplicate_deliveries,
         data.poison_messages
@@ -174,7 +173,7 @@ async fn demo(args: DemoArgs, shutdown: tokio_util::sync::CancellationToken) -> 
             input: input.clone(),
         },
         store: location,
-        events_dir: args.events_dir.clone(),
+        events_dir: args.data_set.events_dir.clone(),
         listen: None,
         limits: FlushLimits::DEFAULT,
         flush_retry: Default::default(),
