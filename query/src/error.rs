@@ -1,0 +1,28 @@
+//! The error type of `islets-query`.
+
+/// Result alias used across the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Query failures, by kind.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A parameter is invalid; `field` names it (API: 400 with `details.field`).
+    #[error("{field}: {message}")]
+    InvalidParameter { field: String, message: String },
+}
+
+impl Error {
+    pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::InvalidParameter {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The offending field of an invalid-parameter error.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Error::InvalidParameter { field, .. } => Some(field),
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! `islets-query`: the engine-independent query model of Islets Audit.
+//!
+//! The HTTP API, the (later) web console and `islets-replay` all select events with
+//! [`model::EventQuery`]; engines (DataFusion embedded, Athena distributed) answer it.
+//! Raw parameters are validated here, once, with errors that name the field.
+//!
+//! Depends on `islets-core` only; knows nothing of HTTP frameworks.
+
+pub mod error;
+pub mod model;
+
+pub use error::{Error, Result};

@@ -1,0 +1,504 @@
+//! The query model: what a caller may ask for, validated once.
+//!
+//! Times filter and order on `published_at` (the bus time that partitions the archive);
+//! every row also carries `occurred_at`. Ranges are half-open: `since <= published_at < until`.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use islets_core::layout::{Partition, Table};
+use serde::{Deserialize, Serialize};
+use ulid::Ulid;
+
+use crate::error::{Error, Result};
+
+/// Page size when `limit` is not given.
+pub const DEFAULT_LIMIT: usize = 100;
+/// Largest page; exports (NDJSON, CSV) stream without a cap.
+pub const MAX_LIMIT: usize = 1_000;
+/// Most `event_id` values in one query.
+pub const MAX_EVENT_IDS: usize = 100;
+
+/// Sort direction, by (`published_at`, `event_id`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    #[default]
+    Asc,
+    Desc,
+}
+
+/// `listing.sold`, or `sold` in any aggregate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventTypeFilter {
+    pub aggregate: Option<String>,
+    pub event_type: String,
+}
+
+/// Which events.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    pub event_ids: Vec<String>,
+    pub correlation_id: Option<String>,
+    pub event_type: Option<EventTypeFilter>,
+    pub aggregate: Option<String>,
+    pub producer_system: Option<String>,
+    /// Inclusive lower bound of `published_at`, ms since the epoch.
+    pub since_ms: Option<i64>,
+    /// Exclusive upper bound of `published_at`, ms since the epoch.
+    pub until_ms: Option<i64>,
+    pub schema_valid: Option<bool>,
+}
+
+/// A page request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventQuery {
+    pub filter: EventFilter,
+    pub limit: usize,
+    pub order: Order,
+    pub cursor: Option<Cursor>,
+}
+
+/// Where the previous page ended, and the snapshot of files it read: later pages read the
+/// same files (files are immutable, named by creation-ordered ULIDs), so rows that land
+/// meanwhile never shift a page — no row is repeated or skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    /// Only files whose id is at most this are read.
+    pub snapshot: Ulid,
+    pub after_published_at_ms: i64,
+    pub after_event_id: String,
+    fingerprint: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CursorWire {
+    v: u8,
+    s: String,
+    t: i64,
+    e: String,
+    f: String,
+}
+
+impl Cursor {
+    /// The cursor continuing `query` after the row (`published_at_ms`, `event_id`).
+    pub fn after(query: &EventQuery, snapshot: Ulid, published_at_ms: i64, event_id: &str) -> Self {
+        Cursor {
+            snapshot,
+            after_published_at_ms: published_at_ms,
+            after_event_id: event_id.to_owned(),
+            fingerprint: fingerprint(&query.filter, query.order),
+        }
+    }
+
+    /// The opaque text handed to clients.
+    pub fn encode(&self) -> String {
+        let wire = CursorWire {
+            v: 1,
+            s: self.snapshot.to_string(),
+            t: self.after_published_at_ms,
+            e: self.after_event_id.clone(),
+            f: format!("{:016x}", self.fingerprint),
+        };
+        let json = serde_json::to_vec(&wire).unwrap_or_default();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+    }
+
+    fn decode(text: &str, filter: &EventFilter, order: Order) -> Result<Self> {
+        let malformed = || {
+            Error::invalid(
+                "cursor",
+                "malformed cursor: pass the next_cursor of a previous page unchanged",
+            )
+        };
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .map_err(|_| malformed())?;
+        let wire: CursorWire = serde_json::from_slice(&bytes).map_err(|_| malformed())?;
+        if wire.v != 1 {
+            return Err(malformed());
+        }
+        let snapshot = wire.s.parse().map_err(|_| malformed())?;
+        let stored = u64::from_str_radix(&wire.f, 16).map_err(|_| malformed())?;
+        if stored != fingerprint(filter, order) {
+            return Err(Error::invalid(
+                "cursor",
+                "the cursor belongs to another query: keep the filters and order of the first page",
+            ));
+        }
+        Ok(Cursor {
+            snapshot,
+            after_published_at_ms: wire.t,
+            after_event_id: wire.e,
+            fingerprint: stored,
+        })
+    }
+}
+
+/// FNV-1a over a canonical rendering: stable across processes and versions.
+fn fingerprint(filter: &EventFilter, order: Order) -> u64 {
+    let canonical = format!("{filter:?}|{order:?}");
+    canonical
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+}
+
+impl EventFilter {
+    /// The first and last hour partitions that can hold matching rows (None: unbounded).
+    pub fn partition_bounds(&self) -> (Option<Partition>, Option<Partition>) {
+        let first = self
+            .since_ms
+            .map(|ms| Partition::for_timestamp_ms(Table::Events, ms));
+        let last = self
+            .until_ms
+            .map(|ms| Partition::for_timestamp_ms(Table::Events, ms.saturating_sub(1)));
+        (first, last)
+    }
+
+    /// Whether a partition can hold matching rows.
+    pub fn may_match(&self, partition: &Partition) -> bool {
+        let (first, last) = self.partition_bounds();
+        first.is_none_or(|first| *partition >= first) && last.is_none_or(|last| *partition <= last)
+    }
+}
+
+/// Parses a time: RFC 3339 (`2026-11-01T10:00:00Z`), a date (`2026-11-01`, midnight UTC),
+/// or a duration before `now` (`90s`, `15m`, `2h`, `7d`).
+pub fn parse_time(text: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
+        return Some(time.with_timezone(&Utc));
+    }
+    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return date.and_hms_opt(0, 0, 0).map(|naive| naive.and_utc());
+    }
+    let split = text.len().checked_sub(1)?;
+    let (amount, unit) = text.split_at(split);
+    let amount: i64 = amount.parse().ok().filter(|amount| *amount >= 0)?;
+    let duration = match unit {
+        "s" => Duration::try_seconds(amount)?,
+        "m" => Duration::try_minutes(amount)?,
+        "h" => Duration::try_hours(amount)?,
+        "d" => Duration::try_days(amount)?,
+        _ => return None,
+    };
+    now.checked_sub_signed(duration)
+}
+
+/// An aggregate, event type or similar catalog identifier: snake_case.
+fn identifier(field: &str, value: &str) -> Result<String> {
+    let mut chars = value.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err(Error::invalid(
+            field,
+            format!("'{value}' is not a catalog name (snake_case, e.g. listing or price_changed)"),
+        ))
+    }
+}
+
+/// Parameters of `GET /v1/events` that are not filters and are handled by the caller.
+pub const PASS_THROUGH_PARAMETERS: &[&str] = &["format"];
+
+/// Validates raw query-string pairs into an [`EventQuery`]. `extra` names parameters the
+/// caller handles itself (e.g. `format`); any other unknown parameter is an error.
+pub fn parse_event_query(
+    pairs: &[(String, String)],
+    extra: &[&str],
+    now: DateTime<Utc>,
+) -> Result<EventQuery> {
+    let mut single: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut event_ids = Vec::new();
+    for (key, value) in pairs {
+        let key = key.as_str();
+        if value.is_empty() {
+            return Err(Error::invalid(key, "is empty"));
+        }
+        match key {
+            "event_id" => {
+                if event_ids.len() == MAX_EVENT_IDS {
+                    return Err(Error::invalid(
+                        "event_id",
+                        format!("at most {MAX_EVENT_IDS} values per query"),
+                    ));
+                }
+                if value.len() > 256 {
+                    return Err(Error::invalid("event_id", "longer than 256 characters"));
+                }
+                event_ids.push(value.clone());
+            }
+            "correlation_id" | "event_type" | "aggregate" | "producer_system" | "since"
+            | "until" | "schema_valid" | "limit" | "cursor" | "order" => {
+                if single.insert(key, value).is_some() {
+                    return Err(Error::invalid(key, "given more than once"));
+                }
+            }
+            other if extra.contains(&other) => {}
+            other => {
+                return Err(Error::invalid(
+                    other,
+                    "unknown parameter (known: event_id, correlation_id, event_type, aggregate, producer_system, since, until, schema_valid, limit, cursor, order)",
+                ));
+            }
+        }
+    }
+
+    let aggregate = single
+        .get("aggregate")
+        .map(|value| identifier("aggregate", value))
+        .transpose()?;
+    let event_type = match single.get("event_type") {
+        None => None,
+        Some(value) => Some(match value.split_once('.') {
+            Some((type_aggregate, name)) => {
+                let type_aggregate = identifier("event_type", type_aggregate)?;
+                if aggregate
+                    .as_deref()
+                    .is_some_and(|given| given != type_aggregate)
+                {
+                    return Err(Error::invalid(
+                        "event_type",
+                        format!(
+                            "'{value}' contradicts aggregate={}",
+                            aggregate.as_deref().unwrap_or_default()
+                        ),
+                    ));
+                }
+                EventTypeFilter {
+                    aggregate: Some(type_aggregate),
+                    event_type: identifier("event_type", name)?,
+                }
+            }
+            None => EventTypeFilter {
+                aggregate: aggregate.clone(),
+                event_type: identifier("event_type", value)?,
+            },
+        }),
+    };
+    let time = |field: &str| -> Result<Option<i64>> {
+        single
+            .get(field)
+            .map(|value| {
+                parse_time(value, now).map(|time| time.timestamp_millis()).ok_or_else(|| {
+                    Error::invalid(field, format!("'{value}' is not an RFC 3339 time (2026-11-01T10:00:00Z), a date (2026-11-01) or a duration before now (2h, 7d)"))
+                })
+            })
+            .transpose()
+    };
+    let since_ms = time("since")?;
+    let until_ms = time("until")?;
+    if let (Some(since), Some(until)) = (since_ms, until_ms)
+        && since >= until
+    {
+        return Err(Error::invalid("since", "must be before until"));
+    }
+    let schema_valid = match single.get("schema_valid").copied() {
+        None => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(other) => {
+            return Err(Error::invalid(
+                "schema_valid",
+                format!("'{other}' is not true or false"),
+            ));
+        }
+    };
+    let limit = match single.get("limit") {
+        None => DEFAULT_LIMIT,
+        Some(value) => value
+            .parse::<usize>()
+            .ok()
+            .filter(|limit| (1..=MAX_LIMIT).contains(limit))
+            .ok_or_else(|| {
+                Error::invalid(
+                    "limit",
+                    format!("'{value}' is not a number from 1 to {MAX_LIMIT}"),
+                )
+            })?,
+    };
+    let order = match single.get("order").copied() {
+        None | Some("asc") => Order::Asc,
+        Some("desc") => Order::Desc,
+        Some(other) => {
+            return Err(Error::invalid(
+                "order",
+                format!("'{other}' is not asc or desc"),
+            ));
+        }
+    };
+    let filter = EventFilter {
+        event_ids,
+        correlation_id: single
+            .get("correlation_id")
+            .map(|value| (*value).to_owned()),
+        aggregate: if event_type.as_ref().is_some_and(|t| t.aggregate.is_some()) {
+            None
+        } else {
+            aggregate
+        },
+        event_type,
+        producer_system: single
+            .get("producer_system")
+            .map(|value| (*value).to_owned()),
+        since_ms,
+        until_ms,
+        schema_valid,
+    };
+    let cursor = single
+        .get("cursor")
+        .map(|text| Cursor::decode(text, &filter, order))
+        .transpose()?;
+    Ok(EventQuery {
+        filter,
+        limit,
+        order,
+        cursor,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-23T12:00:00Z")
+            .expect("time")
+            .with_timezone(&Utc)
+    }
+
+    fn parse(query: &str) -> Result<EventQuery> {
+        let pairs: Vec<(String, String)> = query
+            .split('&')
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| {
+                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                (key.to_owned(), value.to_owned())
+            })
+            .collect();
+        parse_event_query(&pairs, PASS_THROUGH_PARAMETERS, now())
+    }
+
+    #[test]
+    fn filters_parse_into_the_model() {
+        let query = parse("event_type=listing.sold&since=2026-11-01&until=2h&producer_system=api&schema_valid=false&limit=50&order=desc&format=csv")
+            .expect("valid");
+        assert_eq!(
+            query.filter.event_type,
+            Some(EventTypeFilter {
+                aggregate: Some("listing".into()),
+                event_type: "sold".into()
+            })
+        );
+        let november = DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z").expect("time");
+        assert_eq!(query.filter.since_ms, Some(november.timestamp_millis()));
+        assert_eq!(
+            query.filter.until_ms,
+            Some(now().timestamp_millis() - 7_200_000)
+        );
+        assert_eq!(
+            (query.limit, query.order, query.filter.schema_valid),
+            (50, Order::Desc, Some(false))
+        );
+
+        let bare = parse("event_type=sold&aggregate=listing&event_id=a&event_id=b").expect("valid");
+        assert_eq!(
+            bare.filter.event_type,
+            Some(EventTypeFilter {
+                aggregate: Some("listing".into()),
+                event_type: "sold".into()
+            })
+        );
+        assert_eq!(bare.filter.event_ids, vec!["a", "b"]);
+        assert_eq!(bare.limit, DEFAULT_LIMIT);
+        let any_aggregate = parse("event_type=sold").expect("valid");
+        assert_eq!(
+            any_aggregate.filter.event_type.and_then(|t| t.aggregate),
+            None
+        );
+    }
+
+    #[test]
+    fn every_bad_parameter_is_named() {
+        let cases = [
+            ("since=yesterday", "since"),
+            ("until=2026-13-01", "until"),
+            ("since=2026-11-02&until=2026-11-01", "since"),
+            ("limit=0", "limit"),
+            ("limit=1001", "limit"),
+            ("limit=ten", "limit"),
+            ("order=sideways", "order"),
+            ("schema_valid=maybe", "schema_valid"),
+            ("event_type=listing.sold'--", "event_type"),
+            ("event_type=listing.sold&aggregate=company", "event_type"),
+            ("aggregate=Listing", "aggregate"),
+            ("colour=red", "colour"),
+            ("aggregate=listing&aggregate=company", "aggregate"),
+            ("correlation_id=", "correlation_id"),
+            ("cursor=not-a-cursor", "cursor"),
+        ];
+        for (query, field) in cases {
+            let error = parse(query).expect_err(query);
+            assert_eq!(error.field(), Some(field), "{query}: {error}");
+        }
+        let too_many = (0..=MAX_EVENT_IDS)
+            .map(|i| format!("event_id={i}"))
+            .collect::<Vec<_>>()
+            .join("&");
+        assert_eq!(
+            parse(&too_many).expect_err("too many").field(),
+            Some("event_id")
+        );
+    }
+
+    #[test]
+    fn a_cursor_continues_only_the_query_it_came_from() {
+        let first = parse("aggregate=listing&order=desc").expect("valid");
+        let cursor = Cursor::after(&first, Ulid::new(), 1_700_000_000_000, "event-9").encode();
+        let next =
+            parse(&format!("aggregate=listing&order=desc&cursor={cursor}")).expect("same query");
+        let decoded = next.cursor.expect("cursor");
+        assert_eq!(
+            (
+                decoded.after_published_at_ms,
+                decoded.after_event_id.as_str()
+            ),
+            (1_700_000_000_000, "event-9")
+        );
+        for other in [
+            "aggregate=company&order=desc",
+            "aggregate=listing&order=asc",
+        ] {
+            let error = parse(&format!("{other}&cursor={cursor}")).expect_err(other);
+            assert!(error.to_string().contains("another query"), "{error}");
+        }
+    }
+
+    #[test]
+    fn time_ranges_map_to_the_hour_partitions_they_cover() {
+        let query = parse("since=2026-11-01T10:30:00Z&until=2026-11-01T12:00:00Z").expect("valid");
+        let hour = |text: &str| {
+            Partition::for_timestamp_ms(
+                Table::Events,
+                parse_time(text, now()).expect("t").timestamp_millis(),
+            )
+        };
+        assert!(!query.filter.may_match(&hour("2026-11-01T09:59:59Z")));
+        assert!(query.filter.may_match(&hour("2026-11-01T10:00:00Z")));
+        assert!(query.filter.may_match(&hour("2026-11-01T11:59:59Z")));
+        assert!(
+            !query.filter.may_match(&hour("2026-11-01T12:00:00Z")),
+            "until is exclusive"
+        );
+        assert!(
+            parse("")
+                .expect("valid")
+                .filter
+                .may_match(&hour("1999-01-01T00:00:00Z"))
+        );
+    }
+}
