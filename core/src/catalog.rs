@@ -196,10 +196,11 @@ impl Catalog {
                 known.join(", ")
             ));
         };
-        let mut errors = spec.validator.iter_errors(payload).peekable();
-        if errors.peek().is_none() {
+        // The common case first: a boolean check collects no errors.
+        if spec.validator.is_valid(payload) {
             return Validation::Valid;
         }
+        let errors = spec.validator.iter_errors(payload);
         let mut message = String::new();
         let mut count = 0;
         for error in errors {

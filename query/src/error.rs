@@ -9,6 +9,14 @@ pub enum Error {
     /// A parameter is invalid; `field` names it (API: 400 with `details.field`).
     #[error("{field}: {message}")]
     InvalidParameter { field: String, message: String },
+
+    /// The archive could not be read.
+    #[error("archive: {0}")]
+    Store(#[source] islets_core::Error),
+
+    /// The query engine failed (planning or execution).
+    #[error("query engine: {0}")]
+    Engine(String),
 }
 
 impl Error {
@@ -23,6 +31,7 @@ impl Error {
     pub fn field(&self) -> Option<&str> {
         match self {
             Error::InvalidParameter { field, .. } => Some(field),
+            Error::Store(_) | Error::Engine(_) => None,
         }
     }
 }

@@ -6,7 +6,10 @@
 //!
 //! Depends on `islets-core` only; knows nothing of HTTP frameworks.
 
+pub mod engine;
 pub mod error;
 pub mod model;
+pub mod sql;
+mod table;
 
 pub use error::{Error, Result};

@@ -1,0 +1,194 @@
+//! The query model compiled to SQL with positional parameters (`$1`, `$2`, ...): values are
+//! never spliced into the text. DataFusion runs this text over the selected files; the
+//! Athena engine will run the same text with its own placeholders and partition predicates.
+
+use datafusion::common::ScalarValue;
+use islets_core::schema::events_schema;
+
+use crate::model::{EventFilter, EventQuery, Order};
+
+/// Name of the registered table.
+pub const EVENTS_TABLE: &str = "events";
+
+/// SQL text and its parameters, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompiledQuery {
+    pub sql: String,
+    pub parameters: Vec<ScalarValue>,
+}
+
+struct Builder {
+    parameters: Vec<ScalarValue>,
+}
+
+impl Builder {
+    fn bind(&mut self, value: ScalarValue) -> String {
+        self.parameters.push(value);
+        format!("${}", self.parameters.len())
+    }
+
+    fn text(&mut self, value: &str) -> String {
+        self.bind(ScalarValue::Utf8(Some(value.to_owned())))
+    }
+
+    fn time(&mut self, ms: i64) -> String {
+        self.bind(ScalarValue::TimestampMillisecond(
+            Some(ms),
+            Some("UTC".into()),
+        ))
+    }
+}
+
+fn columns() -> String {
+    events_schema()
+        .fields()
+        .iter()
+        .map(|field| format!("\"{}\"", field.name()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn conditions(filter: &EventFilter, builder: &mut Builder) -> Vec<String> {
+    let mut conditions = Vec::new();
+    if !filter.event_ids.is_empty() {
+        let values: Vec<String> = filter.event_ids.iter().map(|id| builder.text(id)).collect();
+        conditions.push(format!("event_id IN ({})", values.join(", ")));
+    }
+    if let Some(correlation_id) = &filter.correlation_id {
+        conditions.push(format!("correlation_id = {}", builder.text(correlation_id)));
+    }
+    if let Some(event_type) = &filter.event_type {
+        conditions.push(format!(
+            "event_type = {}",
+            builder.text(&event_type.event_type)
+        ));
+        if let Some(aggregate) = &event_type.aggregate {
+            conditions.push(format!("aggregate = {}", builder.text(aggregate)));
+        }
+    }
+    if let Some(aggregate) = &filter.aggregate {
+        conditions.push(format!("aggregate = {}", builder.text(aggregate)));
+    }
+    if let Some(producer_system) = &filter.producer_system {
+        conditions.push(format!(
+            "producer_system = {}",
+            builder.text(producer_system)
+        ));
+    }
+    if let Some(since) = filter.since_ms {
+        conditions.push(format!("published_at >= {}", builder.time(since)));
+    }
+    if let Some(until) = filter.until_ms {
+        conditions.push(format!("published_at < {}", builder.time(until)));
+    }
+    if let Some(valid) = filter.schema_valid {
+        conditions.push(format!(
+            "schema_valid = {}",
+            builder.bind(ScalarValue::Boolean(Some(valid)))
+        ));
+    }
+    conditions
+}
+
+/// One page of events: filters, then duplicates collapsed by `event_id` (the earliest
+/// copy wins), then the cursor, order and `limit + 1` rows (the extra row tells whether a
+/// next page exists).
+pub fn compile_page(query: &EventQuery) -> CompiledQuery {
+    let mut builder = Builder {
+        parameters: Vec::new(),
+    };
+    let filters = conditions(&query.filter, &mut builder);
+    let where_clause = if filters.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", filters.join(" AND "))
+    };
+    let (direction, comparison) = match query.order {
+        Order::Asc => ("ASC", ">"),
+        Order::Desc => ("DESC", "<"),
+    };
+    let mut outer = vec!["islets_copy = 1".to_owned()];
+    if let Some(cursor) = &query.cursor {
+        let time = builder.time(cursor.after_published_at_ms);
+        let time_again = builder.time(cursor.after_published_at_ms);
+        let event_id = builder.text(&cursor.after_event_id);
+        outer.push(format!(
+            "(published_at {comparison} {time} OR (published_at = {time_again} AND event_id {comparison} {event_id}))"
+        ));
+    }
+    let columns = columns();
+    let sql = format!(
+        "SELECT {columns} FROM (SELECT {columns}, row_number() OVER (PARTITION BY event_id ORDER BY published_at, ingested_at, sqs_message_id) AS islets_copy FROM {EVENTS_TABLE}{where_clause}) AS matched WHERE {} ORDER BY published_at {direction}, event_id {direction} LIMIT {}",
+        outer.join(" AND "),
+        query.limit + 1
+    );
+    CompiledQuery {
+        sql,
+        parameters: builder.parameters,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{EventTypeFilter, parse_event_query};
+
+    #[test]
+    fn values_become_parameters_never_sql_text() {
+        let hostile = "x' OR '1'='1";
+        let pairs = vec![
+            ("correlation_id".to_owned(), hostile.to_owned()),
+            (
+                "producer_system".to_owned(),
+                "api\"; DROP TABLE events; --".to_owned(),
+            ),
+        ];
+        let query = parse_event_query(&pairs, &[], chrono::Utc::now()).expect("valid");
+        let compiled = compile_page(&query);
+        assert!(
+            !compiled.sql.contains("1'='1") && !compiled.sql.contains("DROP"),
+            "{}",
+            compiled.sql
+        );
+        assert_eq!(
+            compiled.parameters[0],
+            ScalarValue::Utf8(Some(hostile.to_owned()))
+        );
+        assert!(
+            compiled
+                .sql
+                .contains("correlation_id = $1 AND producer_system = $2"),
+            "{}",
+            compiled.sql
+        );
+    }
+
+    #[test]
+    fn an_event_type_with_its_aggregate_filters_both() {
+        let query = EventQuery {
+            filter: EventFilter {
+                event_type: Some(EventTypeFilter {
+                    aggregate: Some("listing".into()),
+                    event_type: "sold".into(),
+                }),
+                ..EventFilter::default()
+            },
+            limit: 10,
+            order: Order::Desc,
+            cursor: None,
+        };
+        let compiled = compile_page(&query);
+        assert!(
+            compiled.sql.contains("event_type = $1 AND aggregate = $2"),
+            "{}",
+            compiled.sql
+        );
+        assert!(
+            compiled
+                .sql
+                .ends_with("ORDER BY published_at DESC, event_id DESC LIMIT 11"),
+            "{}",
+            compiled.sql
+        );
+    }
+}
