@@ -5,6 +5,13 @@ use std::process::ExitCode;
 
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc: decoding allocates and frees many small strings per event; with glibc's
+/// allocator ingest spends a third of its time in malloc/free (BENCHMARKS.md). Setting
+/// `MIMALLOC_PURGE_DELAY=1000` in the environment also stops it handing the Parquet writer's
+/// per-page zstd buffers back to the kernel only to fault them in again.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Prints an error with its causes and returns the exit code.
 pub(crate) fn report(program: &str, error: &dyn std::error::Error, code: u8) -> ExitCode {
     let message = error.to_string();

@@ -26,9 +26,28 @@ enum Command {
     /// Generate a realistic data set from the events catalog and ingest it, through the
     /// same pipeline as production, into a local directory. Needs no AWS account.
     Demo(DemoArgs),
+    /// Run the embedded default: HTTP ingest and the query API together on a local
+    /// directory (the demo's, by default). Loopback only until the API has authentication.
+    Serve(ServeArgs),
     /// Write a generated data set as NDJSON (one SNS envelope per line), for
     /// `islets-ingester --source file`, backfill rehearsals and benchmarks.
     Generate(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Directory of the archive.
+    #[arg(long, env = "ISLETS_DATA_DIR", default_value = "demo-data")]
+    data_dir: PathBuf,
+    /// Directory of the events catalog.
+    #[arg(long, env = "ISLETS_EVENTS_CONFIG_PATH", default_value = "events")]
+    events_dir: PathBuf,
+    /// Address of the ingest API (POST /v1/ingest).
+    #[arg(long, env = "ISLETS_LISTEN", default_value = islets_ingester::config::DEFAULT_LISTEN)]
+    ingest_listen: std::net::SocketAddr,
+    /// Address of the query API (GET /v1/events, ...).
+    #[arg(long, env = "ISLETS_QUERY_LISTEN", default_value = islets_query::server::DEFAULT_LISTEN)]
+    listen: std::net::SocketAddr,
 }
 
 /// What to generate; shared by `demo` and `generate`.
@@ -99,11 +118,62 @@ fn main() -> ExitCode {
                 Err(error) => common::report("islets-audit demo", error.as_ref(), 1),
             }
         }),
+        Command::Serve(args) => common::block_on(|shutdown| async move {
+            match serve(args, shutdown).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => common::report("islets-audit serve", error.as_ref(), 1),
+            }
+        }),
         Command::Generate(args) => match generate_file(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => common::report("islets-audit generate", error.as_ref(), 1),
         },
     }
+}
+
+async fn serve(args: ServeArgs, shutdown: tokio_util::sync::CancellationToken) -> DemoResult<()> {
+    let query_config = islets_query::server::QueryArgs {
+        store: args.data_dir.display().to_string(),
+        listen: args.listen,
+    }
+    .validate()?;
+    let ingest_config = IngesterConfig {
+        source: SourceConfig::Http,
+        store: StoreLocation::Local {
+            root: args.data_dir.clone(),
+        },
+        events_dir: args.events_dir.clone(),
+        listen: Some(args.ingest_listen),
+        limits: FlushLimits {
+            max_age: FlushLimits::HTTP_MAX_AGE,
+            ..FlushLimits::DEFAULT
+        },
+        flush_retry: Default::default(),
+    };
+    println!(
+        "ingest: POST http://{}/v1/ingest   query: GET http://{}/v1/events   (archive: {}; Ctrl-C to stop)",
+        args.ingest_listen,
+        args.listen,
+        args.data_dir.display()
+    );
+    println!("WARNING: no authentication yet; both APIs listen on loopback only");
+    // Either part failing stops the other.
+    let ingest_shutdown = shutdown.child_token();
+    let query_shutdown = shutdown.child_token();
+    let ingest = async {
+        let result = islets_ingester::run(ingest_config, ingest_shutdown.clone()).await;
+        query_shutdown.cancel();
+        result
+            .map(|_| ())
+            .map_err(|error| -> Box<dyn std::error::Error + Send + Sync> { Box::new(error) })
+    };
+    let query = async {
+        let result = islets_query::server::serve(query_config, query_shutdown.clone(), None).await;
+        ingest_shutdown.cancel();
+        result.map_err(|error| -> Box<dyn std::error::Error + Send + Sync> { Box::new(error) })
+    };
+    let (ingest_result, query_result) = tokio::join!(ingest, query);
+    ingest_result.and(query_result)
 }
 
 fn generate_file(args: &GenerateArgs) -> DemoResult<()> {
@@ -151,7 +221,7 @@ async fn demo(args: DemoArgs, shutdown: tokio_util::sync::CancellationToken) -> 
             args.data_dir.display(),
             existing.len()
         );
-        print_next_steps(&args.data_dir);
+        print_next_steps(&args.data_dir, None);
         return Ok(());
     }
 
@@ -196,33 +266,39 @@ async fn demo(args: DemoArgs, shutdown: tokio_util::sync::CancellationToken) -> 
         "the input is kept in {} (islets-ingester --source file can ingest it again)\n",
         input.display()
     );
-    print_next_steps(&args.data_dir);
+    let example_flow = data
+        .events
+        .iter()
+        .find(|event| event.aggregate == "listing")
+        .map(|event| event.correlation_id.as_str());
+    print_next_steps(&args.data_dir, example_flow);
     Ok(())
 }
 
-fn print_next_steps(data_dir: &Path) {
+fn print_next_steps(data_dir: &Path, example_flow: Option<&str>) {
     let dir = data_dir.display();
-    // The ingester built beside this binary, so the command runs as printed.
-    let ingester = std::env::current_exe()
-        .ok()
-        .and_then(|path| Some(path.parent()?.join("islets-ingester")))
-        .filter(|path| path.exists())
-        .map_or_else(
-            || "islets-ingester".to_owned(),
-            |path| path.display().to_string(),
-        );
+    // The binaries built beside this one, so the commands run as printed.
+    let sibling = |name: &str| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|path| Some(path.parent()?.join(name)))
+            .filter(|path| path.exists())
+            .map_or_else(|| name.to_owned(), |path| path.display().to_string())
+    };
+    let audit = sibling("islets-audit");
+    let flow = example_flow.unwrap_or("<correlation_id>");
     println!("What to try next:");
-    println!("  # the archive is plain Hive-partitioned Parquet:");
-    println!("  find {dir}/events -name '*.parquet' | head");
-    println!("  # read it with DuckDB (pip install duckdb):");
-    println!(
-        "  python3 -c \"import duckdb; print(duckdb.sql(\\\"SELECT aggregate, event_type, count(*) n, count(DISTINCT event_id) distinct_ids FROM read_parquet('{dir}/events/*/*/*.parquet', hive_partitioning=true) GROUP BY ALL ORDER BY n DESC\\\"))\""
-    );
-    println!("  # accept events over HTTP into the same archive:");
-    println!(
-        "  {ingester} --source http --listen 127.0.0.1:8080 --store {dir} --log-format text &"
-    );
+    println!("  # serve it: HTTP ingest on :8080 and the query API on :8081");
+    println!("  {audit} serve --data-dir {dir} &");
+    println!("  curl -s 'http://127.0.0.1:8081/v1/events?event_type=listing.sold&limit=3'");
+    println!("  curl -s 'http://127.0.0.1:8081/v1/correlations/{flow}'");
     println!(
         "  head -n 3 {dir}/demo-input.ndjson | curl -sS -H 'content-type: application/x-ndjson' --data-binary @- http://127.0.0.1:8080/v1/ingest"
+    );
+    println!(
+        "  # the archive is plain Hive-partitioned Parquet; DuckDB reads it (pip install duckdb):"
+    );
+    println!(
+        "  python3 -c \"import duckdb; print(duckdb.sql(\\\"SELECT aggregate, event_type, count(*) n, count(DISTINCT event_id) distinct_ids FROM read_parquet('{dir}/events/*/*/*.parquet', hive_partitioning=true) GROUP BY ALL ORDER BY n DESC\\\"))\""
     );
 }

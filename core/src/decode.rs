@@ -15,8 +15,12 @@
 //! SNS subscription confirmation) goes to the quarantine table, with its raw body and the
 //! reason. Every delivery becomes exactly one row.
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
 use base64::Engine as _;
 use chrono::DateTime;
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::attributes::{self, AttributeValue, Attributes, text_attribute};
@@ -55,10 +59,23 @@ fn decode_body(
     let Ok(text) = std::str::from_utf8(body) else {
         return quarantine("body is not valid UTF-8 text".to_owned(), sqs);
     };
+    // Fast path: a well-formed SNS envelope, decoded into borrowed fields without building
+    // a JSON tree. Anything unusual falls through to the general path below.
+    if text.contains("\"TopicArn\"")
+        && let Ok(envelope) = serde_json::from_str::<TypedEnvelope>(text)
+    {
+        return decode_envelope(delivery, envelope.into(), sqs, catalog, &quarantine);
+    }
     let parsed: Result<Value, serde_json::Error> = serde_json::from_str(text);
     if let Ok(Value::Object(object)) = &parsed {
         if is_sns_envelope(object) {
-            return decode_envelope(delivery, object, sqs, catalog, &quarantine);
+            return decode_envelope(
+                delivery,
+                EnvelopeParts::from_map(object),
+                sqs,
+                catalog,
+                &quarantine,
+            );
         }
         if allow_sqs_record
             && delivery.source != IngestSource::Sqs
@@ -115,32 +132,107 @@ fn is_sns_envelope(object: &Map<String, Value>) -> bool {
         .all(|key| object.get(*key).is_some_and(Value::is_string))
 }
 
+/// The fields of an SNS envelope the archive keeps, however the body was parsed.
+struct EnvelopeParts<'a> {
+    kind: Cow<'a, str>,
+    message_id: Cow<'a, str>,
+    topic_arn: Cow<'a, str>,
+    message: Option<Cow<'a, str>>,
+    timestamp: Option<Cow<'a, str>>,
+    /// The attributes, or why they are malformed.
+    attributes: Result<Attributes, String>,
+}
+
+/// An SNS envelope as serde reads it, borrowing from the body where no unescaping is
+/// needed. Fails (and the general path takes over) on any unexpected shape.
+#[derive(Deserialize)]
+struct TypedEnvelope<'a> {
+    #[serde(rename = "Type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(rename = "MessageId", borrow)]
+    message_id: Cow<'a, str>,
+    #[serde(rename = "TopicArn", borrow)]
+    topic_arn: Cow<'a, str>,
+    #[serde(rename = "Message", default, borrow)]
+    message: Option<Cow<'a, str>>,
+    #[serde(rename = "Timestamp", default, borrow)]
+    timestamp: Option<Cow<'a, str>>,
+    #[serde(rename = "MessageAttributes", default, borrow)]
+    attributes: Option<BTreeMap<Cow<'a, str>, TypedAttribute<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct TypedAttribute<'a> {
+    #[serde(rename = "Type", borrow)]
+    data_type: Cow<'a, str>,
+    #[serde(rename = "Value", borrow)]
+    value: Cow<'a, str>,
+}
+
+impl<'a> From<TypedEnvelope<'a>> for EnvelopeParts<'a> {
+    fn from(envelope: TypedEnvelope<'a>) -> Self {
+        // A BTreeMap iterates in key order: the attributes come out sorted.
+        let attributes = envelope
+            .attributes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, attribute)| {
+                (
+                    name.into_owned(),
+                    AttributeValue {
+                        data_type: attribute.data_type.into_owned(),
+                        value: attribute.value.into_owned(),
+                    },
+                )
+            })
+            .collect();
+        EnvelopeParts {
+            kind: envelope.kind,
+            message_id: envelope.message_id,
+            topic_arn: envelope.topic_arn,
+            message: envelope.message,
+            timestamp: envelope.timestamp,
+            attributes: Ok(attributes),
+        }
+    }
+}
+
+impl<'a> EnvelopeParts<'a> {
+    fn from_map(object: &'a Map<String, Value>) -> Self {
+        let text = |key: &str| object.get(key).and_then(Value::as_str).map(Cow::Borrowed);
+        EnvelopeParts {
+            kind: text("Type").unwrap_or_default(),
+            message_id: text("MessageId").unwrap_or_default(),
+            topic_arn: text("TopicArn").unwrap_or_default(),
+            message: text("Message"),
+            timestamp: text("Timestamp"),
+            attributes: match object.get("MessageAttributes") {
+                None | Some(Value::Null) => Ok(Attributes::new()),
+                Some(value) => envelope_attributes(value),
+            },
+        }
+    }
+}
+
 fn decode_envelope(
     delivery: &Delivery,
-    object: &Map<String, Value>,
+    envelope: EnvelopeParts<'_>,
     sqs: SqsMetadata,
     catalog: &Catalog,
     quarantine: &dyn Fn(String, SqsMetadata) -> Decoded,
 ) -> Decoded {
-    let kind = object
-        .get("Type")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    if kind != "Notification" {
+    if envelope.kind != "Notification" {
         return quarantine(
-            format!("SNS {kind} message, not an event notification"),
+            format!("SNS {} message, not an event notification", envelope.kind),
             sqs,
         );
     }
-    let Some(message) = object.get("Message").and_then(Value::as_str) else {
+    let Some(message) = envelope.message else {
         return quarantine("SNS envelope without a Message".to_owned(), sqs);
     };
-    let attributes = match object.get("MessageAttributes") {
-        None | Some(Value::Null) => Attributes::new(),
-        Some(value) => match envelope_attributes(value) {
-            Ok(attributes) => attributes,
-            Err(reason) => return quarantine(reason, sqs),
-        },
+    let attributes = match envelope.attributes {
+        Ok(attributes) => attributes,
+        Err(reason) => return quarantine(reason, sqs),
     };
     if text_attribute(&attributes, attributes::EVENT_TYPE).is_none()
         || text_attribute(&attributes, attributes::AGGREGATE).is_none()
@@ -152,28 +244,23 @@ fn decode_envelope(
         };
         return quarantine(reason.to_owned(), SqsMetadata { attributes, ..sqs });
     }
-    let sns_message_id = object
-        .get("MessageId")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let published_at_ms = object
-        .get("Timestamp")
-        .and_then(Value::as_str)
+    let published_at_ms = envelope
+        .timestamp
+        .as_deref()
         .and_then(parse_rfc3339_ms)
         .or(sqs.sent_timestamp_ms)
         .unwrap_or(delivery.received_at_ms);
+    let sns_message_id = envelope.message_id.into_owned();
+    let parsed = serde_json::from_str(&message).ok();
     Decoded::Event(Box::new(build_event(
         EventEnvelope {
-            payload: message.to_owned(),
-            parsed: serde_json::from_str(message).ok(),
+            payload: message.into_owned(),
+            parsed,
             attributes,
-            fallback_event_id: sns_message_id.clone().unwrap_or_default(),
+            fallback_event_id: sns_message_id.clone(),
             published_at_ms,
-            topic_arn: object
-                .get("TopicArn")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-            sns_message_id,
+            topic_arn: Some(envelope.topic_arn.into_owned()),
+            sns_message_id: Some(sns_message_id),
             sqs_message_id: sqs.message_id,
             delivery: DeliveryMode::SnsEnvelope,
         },
@@ -573,12 +660,17 @@ mod tests {
         let full = envelope(PAYLOAD, standard_attributes());
         let truncated = &full[..full.len() / 2];
         let no_attributes = envelope(PAYLOAD, serde_json::json!({}));
+        let malformed_attributes = envelope(PAYLOAD, serde_json::json!({"event_type": "sold"}));
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (b"not json at all".to_vec(), "not JSON"),
             (truncated.as_bytes().to_vec(), "not JSON"),
             (b"{}".to_vec(), "without attributes"),
             (no_attributes.into_bytes(), "without message attributes"),
             (confirmation.into_bytes(), "SubscriptionConfirmation"),
+            (
+                malformed_attributes.into_bytes(),
+                "'event_type' is not a {Type, Value} object",
+            ),
             (vec![0xff, 0xfe, 0x00], "UTF-8"),
         ];
         for (body, expected) in cases {

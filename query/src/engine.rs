@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -23,7 +24,7 @@ use ulid::Ulid;
 
 use crate::error::{Error, Result};
 use crate::model::{Cursor, EventQuery};
-use crate::sql::{EVENTS_TABLE, compile_page};
+use crate::sql::{CompiledQuery, EVENTS_TABLE, compile_correlation, compile_page};
 use crate::table::ArchiveFiles;
 
 /// How long a listing of the archive is reused.
@@ -82,8 +83,58 @@ impl DataFusionEngine {
         SessionContext::new_with_config_rt(config, self.runtime.clone())
     }
 
-    /// One page of events.
-    pub async fn events(&self, query: &EventQuery) -> Result<EventPage> {
+    /// Runs compiled SQL over `files`.
+    async fn run(
+        &self,
+        files: Vec<ObjectMeta>,
+        compiled: CompiledQuery,
+    ) -> Result<Vec<EventRecord>> {
+        let engine_error =
+            |error: datafusion::error::DataFusionError| Error::Engine(error.to_string());
+        let context = self.context();
+        let store_url = ObjectStoreUrl::parse(STORE_URL).map_err(engine_error)?;
+        let table = ArchiveFiles {
+            schema: events_schema(),
+            store_url,
+            files,
+        };
+        context
+            .register_table(EVENTS_TABLE, Arc::new(table))
+            .map_err(engine_error)?;
+        let frame = context
+            .sql(&compiled.sql)
+            .await
+            .and_then(|frame| frame.with_param_values(compiled.parameters))
+            .map_err(engine_error)?;
+        let batches: Vec<_> = frame
+            .execute_stream()
+            .await
+            .map_err(engine_error)?
+            .try_collect()
+            .await
+            .map_err(engine_error)?;
+        let mut events = Vec::new();
+        for batch in &batches {
+            events.extend(events_from_batch(batch).map_err(Error::Store)?);
+        }
+        Ok(events)
+    }
+}
+
+/// What the API (and replay, and the console) ask of an engine.
+#[async_trait]
+pub trait QueryEngine: Send + Sync + 'static {
+    /// One page of events matching `query`, duplicates collapsed.
+    async fn events(&self, query: &EventQuery) -> Result<EventPage>;
+
+    /// The events of one correlation id, by `occurred_at` then `published_at`; at most
+    /// `max_rows`.
+    async fn correlation(&self, correlation_id: &str, max_rows: usize) -> Result<Vec<EventRecord>>;
+}
+
+#[async_trait]
+impl QueryEngine for DataFusionEngine {
+    async fn events(&self, query: &EventQuery) -> Result<EventPage> {
         let listing = self.listing().await?;
         let snapshot = match &query.cursor {
             Some(cursor) => cursor.snapshot,
@@ -98,36 +149,7 @@ impl DataFusionEngine {
             .filter(|(file, _)| file.id <= snapshot && query.filter.may_match(&file.partition))
             .map(|(_, meta)| meta.clone())
             .collect();
-        let context = self.context();
-        let store_url =
-            ObjectStoreUrl::parse(STORE_URL).map_err(|error| Error::Engine(error.to_string()))?;
-        context
-            .register_table(
-                EVENTS_TABLE,
-                Arc::new(ArchiveFiles {
-                    schema: events_schema(),
-                    store_url,
-                    files,
-                }),
-            )
-            .map_err(|error| Error::Engine(error.to_string()))?;
-        let compiled = compile_page(query);
-        let frame = context
-            .sql(&compiled.sql)
-            .await
-            .and_then(|frame| frame.with_param_values(compiled.parameters))
-            .map_err(|error| Error::Engine(error.to_string()))?;
-        let batches: Vec<_> = frame
-            .execute_stream()
-            .await
-            .map_err(|error| Error::Engine(error.to_string()))?
-            .try_collect()
-            .await
-            .map_err(|error| Error::Engine(error.to_string()))?;
-        let mut events = Vec::new();
-        for batch in &batches {
-            events.extend(events_from_batch(batch).map_err(Error::Store)?);
-        }
+        let mut events = self.run(files, compile_page(query)).await?;
         let next_cursor = if events.len() > query.limit {
             events.truncate(query.limit);
             events.last().map(|last| {
@@ -141,132 +163,21 @@ impl DataFusionEngine {
             next_cursor,
         })
     }
+
+    async fn correlation(&self, correlation_id: &str, max_rows: usize) -> Result<Vec<EventRecord>> {
+        let listing = self.listing().await?;
+        let files = listing.iter().map(|(_, meta)| meta.clone()).collect();
+        self.run(files, compile_correlation(correlation_id, max_rows))
+            .await
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::{BTreeMap, HashSet};
-
-    use islets_core::attributes::AttributeValue;
-    use islets_core::layout::Partition;
-    use islets_core::parquet_file::{FileMetadata, encode};
-    use islets_core::record::{DeliveryMode, IngestSource};
-    use islets_core::schema::events_batch;
-    use islets_core::store::StoreLocation;
+    use std::collections::HashSet;
 
     use super::*;
-    use crate::model::{PASS_THROUGH_PARAMETERS, parse_event_query};
-
-    /// What a query should select, evaluated naively in memory.
-    type Predicate = Box<dyn Fn(&EventRecord) -> bool>;
-
-    const HOUR: i64 = 3_600_000;
-    const START: i64 = 1_793_491_200_000; // 2026-11-01T00:00:00Z
-
-    fn record(index: usize, published_at_ms: i64) -> EventRecord {
-        let (aggregate, event_type) = [
-            ("listing", "sold"),
-            ("listing", "registered"),
-            ("company", "registered"),
-        ][index % 3];
-        EventRecord {
-            event_id: format!("event-{index:03}"),
-            event_type: Some(event_type.into()),
-            aggregate: Some(aggregate.into()),
-            schema_version: Some("1.0.0".into()),
-            producer_system: Some(format!("{aggregate}-api")),
-            correlation_id: Some(format!("corr-{}", index % 4)),
-            trace_id: None,
-            traceparent: None,
-            occurred_at_ms: Some(published_at_ms - 10),
-            published_at_ms,
-            ingested_at_ms: published_at_ms + 100,
-            topic_arn: Some(format!("arn:aws:sns:us-east-1:1:{aggregate}-events")),
-            sns_message_id: Some(format!("m-{index}")),
-            sqs_message_id: Some(format!("q-{index}")),
-            delivery: DeliveryMode::SnsEnvelope,
-            source: IngestSource::Sqs,
-            attributes: vec![("aggregate".into(), AttributeValue::string(aggregate))],
-            payload: format!("{{\"n\":{index},\"note\":\"ação\"}}"),
-            schema_valid: !index.is_multiple_of(5),
-            schema_error: index.is_multiple_of(5).then(|| "bad".to_owned()),
-        }
-    }
-
-    /// Writes records as the ingester does: one file per hour partition.
-    async fn write(archive: &Archive, records: &[EventRecord]) {
-        let mut groups: BTreeMap<Partition, Vec<EventRecord>> = BTreeMap::new();
-        for record in records {
-            groups
-                .entry(Partition::for_timestamp_ms(
-                    Table::Events,
-                    record.published_at_ms,
-                ))
-                .or_default()
-                .push(record.clone());
-        }
-        for (partition, group) in groups {
-            let metadata = FileMetadata {
-                table: Table::Events,
-                source: "test".into(),
-                writer_id: "test".into(),
-            };
-            let bytes = encode(&events_batch(&group).expect("batch"), &metadata).expect("encode");
-            archive
-                .put(&DataFile::new(partition).key(archive.root()), bytes)
-                .await
-                .expect("put");
-        }
-    }
-
-    struct Fixture {
-        _directory: tempfile::TempDir,
-        archive: Archive,
-        records: Vec<EventRecord>,
-    }
-
-    /// 30 events over 6 hours, in two batches of files, with 3 redelivered duplicates.
-    async fn fixture() -> Fixture {
-        let directory = tempfile::tempdir().expect("tempdir");
-        let archive = Archive::open(
-            &StoreLocation::Local {
-                root: directory.path().to_owned(),
-            },
-            None,
-        )
-        .expect("archive");
-        let records: Vec<EventRecord> = (0..30)
-            .map(|i| record(i, START + (i as i64) * HOUR / 5))
-            .collect();
-        write(&archive, &records[..15]).await;
-        write(&archive, &records[15..]).await;
-        write(
-            &archive,
-            &[records[2].clone(), records[16].clone(), records[29].clone()],
-        )
-        .await;
-        Fixture {
-            _directory: directory,
-            archive,
-            records,
-        }
-    }
-
-    fn query(text: &str) -> EventQuery {
-        let pairs: Vec<(String, String)> = text
-            .split('&')
-            .filter(|pair| !pair.is_empty())
-            .filter_map(|pair| {
-                pair.split_once('=')
-                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            })
-            .collect();
-        parse_event_query(&pairs, PASS_THROUGH_PARAMETERS, chrono::Utc::now()).expect("valid query")
-    }
-
-    fn ids(events: &[EventRecord]) -> Vec<String> {
-        events.iter().map(|event| event.event_id.clone()).collect()
-    }
+    use crate::test_support::{HOUR, Predicate, START, fixture, ids, query, record, write};
 
     #[tokio::test]
     async fn filters_select_exactly_the_matching_events_once() {

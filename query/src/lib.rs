@@ -6,10 +6,16 @@
 //!
 //! Depends on `islets-core` only; knows nothing of HTTP frameworks.
 
+pub mod api;
 pub mod engine;
 pub mod error;
 pub mod model;
+pub mod server;
 pub mod sql;
 mod table;
+pub mod view;
+
+#[cfg(test)]
+mod test_support;
 
 pub use error::{Error, Result};

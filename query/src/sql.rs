@@ -90,40 +90,65 @@ fn conditions(filter: &EventFilter, builder: &mut Builder) -> Vec<String> {
     conditions
 }
 
-/// One page of events: filters, then duplicates collapsed by `event_id` (the earliest
-/// copy wins), then the cursor, order and `limit + 1` rows (the extra row tells whether a
-/// next page exists).
-pub fn compile_page(query: &EventQuery) -> CompiledQuery {
-    let mut builder = Builder {
-        parameters: Vec::new(),
-    };
-    let filters = conditions(&query.filter, &mut builder);
+/// The query text: `filters` select rows, duplicates collapse by `event_id` (the earliest
+/// copy wins), then `outer` conditions, order and limit apply.
+fn assemble(filters: &[String], outer: &[String], order_by: &str, limit: usize) -> String {
     let where_clause = if filters.is_empty() {
         String::new()
     } else {
         format!(" WHERE {}", filters.join(" AND "))
     };
+    let mut outer_conditions = vec!["islets_copy = 1".to_owned()];
+    outer_conditions.extend_from_slice(outer);
+    let columns = columns();
+    format!(
+        "SELECT {columns} FROM (SELECT {columns}, row_number() OVER (PARTITION BY event_id ORDER BY published_at, ingested_at, sqs_message_id) AS islets_copy FROM {EVENTS_TABLE}{where_clause}) AS matched WHERE {} ORDER BY {order_by} LIMIT {limit}",
+        outer_conditions.join(" AND ")
+    )
+}
+
+/// One page of events, ordered by (`published_at`, `event_id`), after the cursor;
+/// `limit + 1` rows (the extra row tells whether a next page exists).
+pub fn compile_page(query: &EventQuery) -> CompiledQuery {
+    let mut builder = Builder {
+        parameters: Vec::new(),
+    };
+    let filters = conditions(&query.filter, &mut builder);
     let (direction, comparison) = match query.order {
         Order::Asc => ("ASC", ">"),
         Order::Desc => ("DESC", "<"),
     };
-    let mut outer = vec!["islets_copy = 1".to_owned()];
+    let mut outer = Vec::new();
     if let Some(cursor) = &query.cursor {
+        // Every occurrence is its own parameter: positional placeholders cannot repeat.
         let time = builder.time(cursor.after_published_at_ms);
-        let time_again = builder.time(cursor.after_published_at_ms);
+        let same_time = builder.time(cursor.after_published_at_ms);
         let event_id = builder.text(&cursor.after_event_id);
         outer.push(format!(
-            "(published_at {comparison} {time} OR (published_at = {time_again} AND event_id {comparison} {event_id}))"
+            "(published_at {comparison} {time} OR (published_at = {same_time} AND event_id {comparison} {event_id}))"
         ));
     }
-    let columns = columns();
-    let sql = format!(
-        "SELECT {columns} FROM (SELECT {columns}, row_number() OVER (PARTITION BY event_id ORDER BY published_at, ingested_at, sqs_message_id) AS islets_copy FROM {EVENTS_TABLE}{where_clause}) AS matched WHERE {} ORDER BY published_at {direction}, event_id {direction} LIMIT {}",
-        outer.join(" AND "),
-        query.limit + 1
-    );
+    let order_by = format!("published_at {direction}, event_id {direction}");
     CompiledQuery {
-        sql,
+        sql: assemble(&filters, &outer, &order_by, query.limit + 1),
+        parameters: builder.parameters,
+    }
+}
+
+/// A whole business flow: the events of one correlation id, ordered by when they
+/// happened (`occurred_at`), then `published_at`; at most `max_rows`.
+pub fn compile_correlation(correlation_id: &str, max_rows: usize) -> CompiledQuery {
+    let filter = EventFilter {
+        correlation_id: Some(correlation_id.to_owned()),
+        ..EventFilter::default()
+    };
+    let mut builder = Builder {
+        parameters: Vec::new(),
+    };
+    let filters = conditions(&filter, &mut builder);
+    let order_by = "occurred_at ASC NULLS LAST, published_at ASC, event_id ASC";
+    CompiledQuery {
+        sql: assemble(&filters, &[], order_by, max_rows),
         parameters: builder.parameters,
     }
 }

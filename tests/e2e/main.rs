@@ -7,4 +7,5 @@ mod support;
 mod bad_config;
 mod demo;
 mod http_source;
+mod query_api;
 mod sqs_ingest;

@@ -333,5 +333,7 @@ pub(crate) fn count_by_id(rows: &[(String, EventRecord)]) -> HashMap<String, usi
 
 /// The ingester binary.
 pub(crate) const INGESTER: &str = env!("CARGO_BIN_EXE_islets-ingester");
+/// The query API binary.
+pub(crate) const QUERY: &str = env!("CARGO_BIN_EXE_islets-query");
 /// The umbrella binary.
 pub(crate) const AUDIT: &str = env!("CARGO_BIN_EXE_islets-audit");

@@ -1,0 +1,120 @@
+//! The API over a real archive (files written as the ingester writes them).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::Value;
+use tower::ServiceExt;
+
+use super::{AppState, router};
+use crate::engine::DataFusionEngine;
+use crate::test_support::{Fixture, fixture};
+
+async fn app() -> (axum::Router, Fixture) {
+    let fixture = fixture().await;
+    let engine = DataFusionEngine::new(fixture.archive.clone()).expect("engine");
+    (
+        router(AppState {
+            engine: Arc::new(engine),
+        }),
+        fixture,
+    )
+}
+
+async fn get(router: &axum::Router, uri: &str) -> (StatusCode, Value) {
+    let response = router
+        .clone()
+        .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
+        .await
+        .expect("response");
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    (status, serde_json::from_slice(&bytes).expect("JSON body"))
+}
+
+#[tokio::test]
+async fn events_pages_follow_their_cursor_to_the_end() {
+    let (router, fixture) = app().await;
+    let mut uri = "/v1/events?limit=8&aggregate=listing".to_owned();
+    let mut seen = Vec::new();
+    loop {
+        let (status, page) = get(&router, &uri).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        for event in page["events"].as_array().expect("events") {
+            seen.push(event["event_id"].as_str().expect("id").to_owned());
+            assert_eq!(event["aggregate"], "listing");
+        }
+        match page["next_cursor"].as_str() {
+            Some(cursor) => uri = format!("/v1/events?limit=8&aggregate=listing&cursor={cursor}"),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = fixture
+        .records
+        .iter()
+        .filter(|r| r.aggregate.as_deref() == Some("listing"))
+        .map(|r| r.event_id.clone())
+        .collect();
+    assert_eq!(seen, expected);
+}
+
+#[tokio::test]
+async fn one_event_and_one_flow_or_a_404() {
+    let (router, fixture) = app().await;
+    let (status, event) = get(&router, "/v1/events/event-016").await;
+    assert_eq!(status, StatusCode::OK, "{event}");
+    assert_eq!(event["payload"]["note"], "ação", "payload embedded as JSON");
+    assert_eq!(
+        event["attributes"]["aggregate"]["Value"],
+        fixture.records[16].aggregate.clone().expect("aggregate")
+    );
+    let (status, flow) = get(&router, "/v1/correlations/corr-2").await;
+    assert_eq!(status, StatusCode::OK, "{flow}");
+    let count = fixture
+        .records
+        .iter()
+        .filter(|r| r.correlation_id.as_deref() == Some("corr-2"))
+        .count();
+    assert_eq!(flow["events"].as_array().map(Vec::len), Some(count));
+    assert_eq!(flow["truncated"], false);
+    for uri in [
+        "/v1/events/no-such-event",
+        "/v1/correlations/no-such-flow",
+        "/v1/nothing",
+    ] {
+        let (status, body) = get(&router, uri).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{uri}");
+        assert_eq!(body["error"]["code"], "not_found");
+    }
+}
+
+#[tokio::test]
+async fn bad_parameters_are_400_naming_the_field() {
+    let (router, _fixture) = app().await;
+    for (uri, field) in [
+        ("/v1/events?since=yesterday", "since"),
+        ("/v1/events?limit=5000", "limit"),
+        ("/v1/events?cursor=garbage", "cursor"),
+        ("/v1/events?colour=red", "colour"),
+        (
+            "/v1/events?event_type=listing.sold%27%20OR%201=1",
+            "event_type",
+        ),
+    ] {
+        let (status, body) = get(&router, uri).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_parameter");
+        assert_eq!(body["error"]["details"]["field"], field, "{uri}");
+    }
+    // An injection attempt in a free-text value is just a value: nothing matches.
+    let (status, body) = get(
+        &router,
+        "/v1/events?correlation_id=x%27%20OR%20%271%27=%271",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["events"].as_array().map(Vec::len), Some(0));
+}

@@ -1,0 +1,122 @@
+//! Running the query API: configuration, start-up checks, serving until shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use islets_core::store::{Archive, StoreLocation};
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{AppState, router};
+use crate::engine::DataFusionEngine;
+
+/// Default address of the query API.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8081";
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Raw arguments of `islets-query`; each also an `ISLETS_*` environment variable.
+#[derive(Debug, Clone, Args)]
+pub struct QueryArgs {
+    /// The archive: s3://bucket/prefix, or a local directory.
+    #[arg(long, env = "ISLETS_STORE", value_name = "URI")]
+    pub store: String,
+
+    /// Address of the API. Loopback only until bearer-token auth is implemented.
+    #[arg(long, env = "ISLETS_QUERY_LISTEN", value_name = "ADDR", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct QueryConfig {
+    pub store: StoreLocation,
+    pub listen: SocketAddr,
+}
+
+/// Why the query server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    Config(String),
+    #[error("{context}: {source}")]
+    Startup {
+        context: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("the query server failed: {0}")]
+    Runtime(#[source] std::io::Error),
+}
+
+impl QueryArgs {
+    pub fn validate(&self) -> Result<QueryConfig, ServeError> {
+        let store = StoreLocation::parse(&self.store)
+            .map_err(|error| ServeError::Config(format!("--store: {error}")))?;
+        if !self.listen.ip().is_loopback() {
+            return Err(ServeError::Config(format!(
+                "--listen {}: the query API has no authentication yet, so it only listens on loopback addresses (127.0.0.1, ::1)",
+                self.listen
+            )));
+        }
+        Ok(QueryConfig {
+            store,
+            listen: self.listen,
+        })
+    }
+}
+
+/// Serves the API until `shutdown`; `bound_tx` receives the bound address.
+pub async fn serve(
+    config: QueryConfig,
+    shutdown: CancellationToken,
+    bound_tx: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+) -> Result<(), ServeError> {
+    let aws = if config.store.is_s3() {
+        Some(islets_core::aws::load_sdk_config().await)
+    } else {
+        None
+    };
+    let startup = |context: String| {
+        move |source: islets_core::Error| ServeError::Startup {
+            context,
+            source: Box::new(source),
+        }
+    };
+    let archive = Archive::open(&config.store, aws.as_ref())
+        .map_err(startup(format!("cannot open the store {}", config.store)))?;
+    archive.check_reachable(STARTUP_TIMEOUT).await.map_err(startup(format!(
+        "cannot reach the store {} (check the bucket, AWS credentials, AWS_REGION and AWS_ENDPOINT_URL)",
+        config.store
+    )))?;
+    let engine = DataFusionEngine::new(archive).map_err(|error| ServeError::Startup {
+        context: "cannot start the query engine".to_owned(),
+        source: Box::new(error),
+    })?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Startup {
+            context: format!("cannot listen on {} (--listen)", config.listen),
+            source: Box::new(source),
+        })?;
+    let address = listener
+        .local_addr()
+        .map_err(|source| ServeError::Startup {
+            context: "cannot read the listening address".to_owned(),
+            source: Box::new(source),
+        })?;
+    tracing::info!(%address, store = %config.store, "listening");
+    tracing::warn!("the query API has no authentication yet: it only listens on loopback");
+    if let Some(bound_tx) = bound_tx {
+        let _ = bound_tx.send(address);
+    }
+    axum::serve(
+        listener,
+        router(AppState {
+            engine: Arc::new(engine),
+        }),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await
+    .map_err(ServeError::Runtime)
+}
