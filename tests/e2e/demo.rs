@@ -1,6 +1,6 @@
 //! The README's first command: `islets-audit demo`.
 
-use crate::support::{AUDIT, count_by_id, python, read_events, read_quarantine, repo_root};
+use crate::support::{count_by_id, python_lines, read_events, read_quarantine, run_demo};
 
 use islets_core::store::{Archive, StoreLocation};
 
@@ -8,14 +8,7 @@ use islets_core::store::{Archive, StoreLocation};
 async fn the_demo_builds_an_archive_that_duckdb_reads_and_a_second_run_reuses_it() {
     let directory = tempfile::tempdir().expect("tempdir");
     let data_dir = directory.path().join("demo-data");
-    let output = tokio::process::Command::new(AUDIT)
-        .arg("demo")
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .current_dir(repo_root())
-        .output()
-        .await
-        .expect("run demo");
+    let output = run_demo(&data_dir, &[]).await;
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
@@ -62,29 +55,9 @@ async fn the_demo_builds_an_archive_that_duckdb_reads_and_a_second_run_reuses_it
         "import duckdb; print(duckdb.connect().execute(\"SELECT count(DISTINCT event_id) FROM read_parquet('{}/events/*/*/*.parquet', hive_partitioning=true)\").fetchone()[0])",
         data_dir.display()
     );
-    let output = tokio::process::Command::new(python())
-        .args(["-c", &script])
-        .output()
-        .await
-        .expect("python");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&output.stdout).trim(),
-        generated.to_string()
-    );
+    assert_eq!(python_lines(&script).await, vec![generated.to_string()]);
 
-    let again = tokio::process::Command::new(AUDIT)
-        .arg("demo")
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .current_dir(repo_root())
-        .output()
-        .await
-        .expect("run demo again");
+    let again = run_demo(&data_dir, &[]).await;
     assert!(again.status.success());
     assert!(String::from_utf8_lossy(&again.stdout).contains("already holds an archive"));
     assert_eq!(

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::support::{AUDIT, QUERY, Running, python, repo_root};
+use crate::support::{QUERY, Running, python_lines, run_demo};
 
 /// event_ids the API returns for `query`, following every cursor.
 async fn api_ids(client: &reqwest::Client, address: &str, query: &str) -> Vec<String> {
@@ -42,36 +42,14 @@ async fn duckdb_ids(data_dir: &std::path::Path, condition: &str) -> BTreeSet<Str
         "import duckdb\nfor (event_id,) in duckdb.connect().execute(\"SELECT DISTINCT event_id FROM read_parquet('{}/events/*/*/*.parquet', hive_partitioning=true) WHERE {condition}\").fetchall(): print(event_id)",
         data_dir.display()
     );
-    let output = tokio::process::Command::new(python())
-        .args(["-c", &script])
-        .output()
-        .await
-        .expect("python");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout)
-        .expect("utf-8")
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    python_lines(&script).await.into_iter().collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_answers_equal_duckdb_on_the_same_files() {
     let directory = tempfile::tempdir().expect("tempdir");
     let data_dir = directory.path().join("archive");
-    let demo = tokio::process::Command::new(AUDIT)
-        .arg("demo")
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .args(["--flows", "80"])
-        .current_dir(repo_root())
-        .output()
-        .await
-        .expect("demo");
+    let demo = run_demo(&data_dir, &["--flows", "80"]).await;
     assert!(
         demo.status.success(),
         "{}",

@@ -73,6 +73,38 @@ pub(crate) fn python() -> String {
     })
 }
 
+/// Runs a Python snippet in the test venv; returns its stdout lines (panics with stderr).
+pub(crate) async fn python_lines(script: &str) -> Vec<String> {
+    let output = Command::new(python())
+        .args(["-c", script])
+        .output()
+        .await
+        .expect("python");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `islets-audit demo --data-dir DATA_DIR EXTRA...`, from the repository root.
+pub(crate) async fn run_demo(data_dir: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    Command::new(AUDIT)
+        .arg("demo")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(extra)
+        .current_dir(repo_root())
+        .output()
+        .await
+        .expect("run demo")
+}
+
 /// A lowercase name unique to this test run.
 pub(crate) fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", ulid::Ulid::new().to_string().to_lowercase())
