@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use datafusion::execution::object_store::ObjectStoreUrl;
-use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use islets_core::layout::{DataFile, Table};
 use islets_core::record::EventRecord;
 use islets_core::schema::{events_from_batch, events_schema};
@@ -23,13 +23,18 @@ use tokio::sync::Mutex;
 use ulid::Ulid;
 
 use crate::error::{Error, Result};
-use crate::model::{Cursor, EventQuery};
-use crate::sql::{CompiledQuery, EVENTS_TABLE, compile_correlation, compile_page};
+use crate::model::{Cursor, EventFilter, EventQuery, Order};
+use crate::sql::{CompiledQuery, EVENTS_TABLE, compile_correlation, compile_export, compile_page};
 use crate::table::ArchiveFiles;
 
 /// How long a listing of the archive is reused.
 pub const LISTING_TTL: Duration = Duration::from_secs(2);
 const STORE_URL: &str = "islets://archive";
+/// Memory all queries of one engine may hold before sorts spill to disk.
+pub const QUERY_MEMORY_BYTES: usize = 512 * 1024 * 1024;
+
+/// Events streamed by an export.
+pub type EventStream = futures::stream::BoxStream<'static, Result<EventRecord>>;
 
 /// One page of results.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,7 +55,12 @@ pub struct DataFusionEngine {
 
 impl DataFusionEngine {
     pub fn new(archive: Archive) -> Result<Self> {
-        let runtime = Arc::new(RuntimeEnv::default());
+        // Queries that sort more than this (an export's de-duplication) spill to disk
+        // instead of growing without bound.
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(QUERY_MEMORY_BYTES, 1.0)
+            .build_arc()
+            .map_err(|error| Error::Engine(error.to_string()))?;
         let url = url::Url::parse(STORE_URL).map_err(|error| Error::Engine(error.to_string()))?;
         // The archive's store, rooted so that object keys are the layout keys.
         runtime.register_object_store(&url, archive.object_store().clone());
@@ -83,12 +93,17 @@ impl DataFusionEngine {
         SessionContext::new_with_config_rt(config, self.runtime.clone())
     }
 
-    /// Runs compiled SQL over `files`.
+    /// Runs compiled SQL over `files`, collecting the rows.
     async fn run(
         &self,
         files: Vec<ObjectMeta>,
         compiled: CompiledQuery,
     ) -> Result<Vec<EventRecord>> {
+        self.stream(files, compiled).await?.try_collect().await
+    }
+
+    /// Runs compiled SQL over `files`, streaming the rows batch by batch.
+    async fn stream(&self, files: Vec<ObjectMeta>, compiled: CompiledQuery) -> Result<EventStream> {
         let engine_error =
             |error: datafusion::error::DataFusionError| Error::Engine(error.to_string());
         let context = self.context();
@@ -106,18 +121,13 @@ impl DataFusionEngine {
             .await
             .and_then(|frame| frame.with_param_values(compiled.parameters))
             .map_err(engine_error)?;
-        let batches: Vec<_> = frame
-            .execute_stream()
-            .await
-            .map_err(engine_error)?
-            .try_collect()
-            .await
-            .map_err(engine_error)?;
-        let mut events = Vec::new();
-        for batch in &batches {
-            events.extend(events_from_batch(batch).map_err(Error::Store)?);
-        }
-        Ok(events)
+        let batches = frame.execute_stream().await.map_err(engine_error)?;
+        let events = batches
+            .map_err(engine_error)
+            .and_then(|batch| async move { events_from_batch(&batch).map_err(Error::Store) })
+            .map_ok(|events| futures::stream::iter(events.into_iter().map(Ok)))
+            .try_flatten();
+        Ok(events.boxed())
     }
 }
 
@@ -130,6 +140,9 @@ pub trait QueryEngine: Send + Sync + 'static {
     /// The events of one correlation id, by `occurred_at` then `published_at`; at most
     /// `max_rows`.
     async fn correlation(&self, correlation_id: &str, max_rows: usize) -> Result<Vec<EventRecord>>;
+
+    /// Every event matching `filter`, streamed in `order` with bounded memory.
+    async fn export(&self, filter: &EventFilter, order: Order) -> Result<EventStream>;
 }
 
 #[async_trait]
@@ -169,6 +182,16 @@ impl QueryEngine for DataFusionEngine {
         let files = listing.iter().map(|(_, meta)| meta.clone()).collect();
         self.run(files, compile_correlation(correlation_id, max_rows))
             .await
+    }
+
+    async fn export(&self, filter: &EventFilter, order: Order) -> Result<EventStream> {
+        let listing = self.listing().await?;
+        let files = listing
+            .iter()
+            .filter(|(file, _)| filter.may_match(&file.partition))
+            .map(|(_, meta)| meta.clone())
+            .collect();
+        self.stream(files, compile_export(filter, order)).await
     }
 }
 

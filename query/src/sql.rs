@@ -92,7 +92,7 @@ fn conditions(filter: &EventFilter, builder: &mut Builder) -> Vec<String> {
 
 /// The query text: `filters` select rows, duplicates collapse by `event_id` (the earliest
 /// copy wins), then `outer` conditions, order and limit apply.
-fn assemble(filters: &[String], outer: &[String], order_by: &str, limit: usize) -> String {
+fn assemble(filters: &[String], outer: &[String], order_by: &str, limit: Option<usize>) -> String {
     let where_clause = if filters.is_empty() {
         String::new()
     } else {
@@ -101,8 +101,11 @@ fn assemble(filters: &[String], outer: &[String], order_by: &str, limit: usize) 
     let mut outer_conditions = vec!["islets_copy = 1".to_owned()];
     outer_conditions.extend_from_slice(outer);
     let columns = columns();
+    let limit = limit
+        .map(|limit| format!(" LIMIT {limit}"))
+        .unwrap_or_default();
     format!(
-        "SELECT {columns} FROM (SELECT {columns}, row_number() OVER (PARTITION BY event_id ORDER BY published_at, ingested_at, sqs_message_id) AS islets_copy FROM {EVENTS_TABLE}{where_clause}) AS matched WHERE {} ORDER BY {order_by} LIMIT {limit}",
+        "SELECT {columns} FROM (SELECT {columns}, row_number() OVER (PARTITION BY event_id ORDER BY published_at, ingested_at, sqs_message_id) AS islets_copy FROM {EVENTS_TABLE}{where_clause}) AS matched WHERE {} ORDER BY {order_by}{limit}",
         outer_conditions.join(" AND ")
     )
 }
@@ -130,7 +133,7 @@ pub fn compile_page(query: &EventQuery) -> CompiledQuery {
     }
     let order_by = format!("published_at {direction}, event_id {direction}");
     CompiledQuery {
-        sql: assemble(&filters, &outer, &order_by, query.limit + 1),
+        sql: assemble(&filters, &outer, &order_by, Some(query.limit + 1)),
         parameters: builder.parameters,
     }
 }
@@ -148,7 +151,24 @@ pub fn compile_correlation(correlation_id: &str, max_rows: usize) -> CompiledQue
     let filters = conditions(&filter, &mut builder);
     let order_by = "occurred_at ASC NULLS LAST, published_at ASC, event_id ASC";
     CompiledQuery {
-        sql: assemble(&filters, &[], order_by, max_rows),
+        sql: assemble(&filters, &[], order_by, Some(max_rows)),
+        parameters: builder.parameters,
+    }
+}
+
+/// Every matching event, ordered like pages, with no limit: exports stream it.
+pub fn compile_export(filter: &EventFilter, order: Order) -> CompiledQuery {
+    let mut builder = Builder {
+        parameters: Vec::new(),
+    };
+    let filters = conditions(filter, &mut builder);
+    let direction = match order {
+        Order::Asc => "ASC",
+        Order::Desc => "DESC",
+    };
+    let order_by = format!("published_at {direction}, event_id {direction}");
+    CompiledQuery {
+        sql: assemble(&filters, &[], &order_by, None),
         parameters: builder.parameters,
     }
 }

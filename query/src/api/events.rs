@@ -1,12 +1,19 @@
 //! `/v1/events`, `/v1/events/{event_id}`, `/v1/correlations/{correlation_id}`.
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::StreamExt;
+use islets_core::record::EventRecord;
 use serde::Serialize;
 
 use super::{ApiError, AppState};
+use crate::error::Error;
 use crate::model::{EventFilter, EventQuery, Order, PASS_THROUGH_PARAMETERS, parse_event_query};
-use crate::view::EventView;
+use crate::view::{EventView, rfc3339_ms};
 
 /// Most events returned for one correlation id.
 pub(super) const MAX_FLOW_EVENTS: usize = 10_000;
@@ -31,16 +38,155 @@ fn pairs(raw: Option<String>) -> Vec<(String, String)> {
         .collect()
 }
 
+/// How `/v1/events` answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// A page: `{events, next_cursor}`.
+    Json,
+    /// Every matching event, one JSON object per line, streamed.
+    Ndjson,
+    /// Every matching event as CSV, streamed.
+    Csv,
+}
+
+fn format(pairs: &[(String, String)], headers: &HeaderMap) -> Result<Format, ApiError> {
+    if let Some((_, value)) = pairs.iter().find(|(key, _)| key == "format") {
+        return match value.as_str() {
+            "json" => Ok(Format::Json),
+            "ndjson" => Ok(Format::Ndjson),
+            "csv" => Ok(Format::Csv),
+            other => Err(Error::InvalidParameter {
+                field: "format".to_owned(),
+                message: format!("'{other}' is not json, ndjson or csv"),
+            }
+            .into()),
+        };
+    }
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    Ok(if accept.contains("application/x-ndjson") {
+        Format::Ndjson
+    } else if accept.contains("text/csv") {
+        Format::Csv
+    } else {
+        Format::Json
+    })
+}
+
 pub(super) async fn list(
     State(state): State<AppState>,
+    headers: HeaderMap,
     RawQuery(raw): RawQuery,
-) -> Result<Json<EventPageView>, ApiError> {
-    let query = parse_event_query(&pairs(raw), PASS_THROUGH_PARAMETERS, chrono::Utc::now())?;
-    let page = state.engine.events(&query).await?;
-    Ok(Json(EventPageView {
-        events: page.events.into_iter().map(EventView::from).collect(),
-        next_cursor: page.next_cursor,
-    }))
+) -> Result<Response, ApiError> {
+    let pairs = pairs(raw);
+    let format = format(&pairs, &headers)?;
+    let query = parse_event_query(&pairs, PASS_THROUGH_PARAMETERS, chrono::Utc::now())?;
+    let streamed = match format {
+        Format::Json => {
+            let page = state.engine.events(&query).await?;
+            let view = EventPageView {
+                events: page.events.into_iter().map(EventView::from).collect(),
+                next_cursor: page.next_cursor,
+            };
+            return Ok(Json(view).into_response());
+        }
+        Format::Ndjson | Format::Csv => format,
+    };
+    for field in ["limit", "cursor"] {
+        if pairs.iter().any(|(key, _)| key == field) {
+            return Err(Error::InvalidParameter {
+                field: field.to_owned(),
+                message: "exports (ndjson, csv) stream every matching event; limit and cursor apply to JSON pages".to_owned(),
+            }
+            .into());
+        }
+    }
+    let events = state.engine.export(&query.filter, query.order).await?;
+    let (content_type, body) = if streamed == Format::Ndjson {
+        (
+            "application/x-ndjson",
+            Body::from_stream(events.map(|event| event.and_then(ndjson_line))),
+        )
+    } else {
+        let header_row = futures::stream::once(async { Ok(Bytes::from(csv_line(&CSV_COLUMNS))) });
+        let rows = events.map(|event| event.map(csv_row));
+        (
+            "text/csv; charset=utf-8",
+            Body::from_stream(header_row.chain(rows)),
+        )
+    };
+    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
+}
+
+fn ndjson_line(event: EventRecord) -> Result<Bytes, Error> {
+    let mut line = serde_json::to_vec(&EventView::from(event))
+        .map_err(|error| Error::Engine(error.to_string()))?;
+    line.push(b'\n');
+    Ok(Bytes::from(line))
+}
+
+const CSV_COLUMNS: [&str; 17] = [
+    "event_id",
+    "event_type",
+    "aggregate",
+    "schema_version",
+    "producer_system",
+    "correlation_id",
+    "trace_id",
+    "occurred_at",
+    "published_at",
+    "ingested_at",
+    "topic_arn",
+    "sns_message_id",
+    "delivery",
+    "schema_valid",
+    "schema_error",
+    "attributes",
+    "payload",
+];
+
+fn csv_line(fields: &[&str]) -> Vec<u8> {
+    let mut writer = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(Vec::new());
+    // Writing into a Vec cannot fail.
+    let _ = writer.write_record(fields);
+    writer.into_inner().unwrap_or_default()
+}
+
+fn csv_row(event: EventRecord) -> Bytes {
+    let attributes: std::collections::BTreeMap<&str, &islets_core::attributes::AttributeValue> =
+        event
+            .attributes
+            .iter()
+            .map(|(name, value)| (name.as_str(), value))
+            .collect();
+    let attributes = serde_json::to_string(&attributes).unwrap_or_default();
+    let time = |ms: Option<i64>| ms.map(rfc3339_ms).unwrap_or_default();
+    let row = [
+        event.event_id.clone(),
+        event.event_type.clone().unwrap_or_default(),
+        event.aggregate.clone().unwrap_or_default(),
+        event.schema_version.clone().unwrap_or_default(),
+        event.producer_system.clone().unwrap_or_default(),
+        event.correlation_id.clone().unwrap_or_default(),
+        event.trace_id.clone().unwrap_or_default(),
+        time(event.occurred_at_ms),
+        time(Some(event.published_at_ms)),
+        time(Some(event.ingested_at_ms)),
+        event.topic_arn.clone().unwrap_or_default(),
+        event.sns_message_id.clone().unwrap_or_default(),
+        event.delivery.as_str().to_owned(),
+        event.schema_valid.to_string(),
+        event.schema_error.clone().unwrap_or_default(),
+        attributes,
+        event.payload.clone(),
+    ];
+    Bytes::from(csv_line(
+        &row.iter().map(String::as_str).collect::<Vec<_>>(),
+    ))
 }
 
 pub(super) async fn one(

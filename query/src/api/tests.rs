@@ -118,3 +118,108 @@ async fn bad_parameters_are_400_naming_the_field() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["events"].as_array().map(Vec::len), Some(0));
 }
+
+async fn get_text(
+    router: &axum::Router,
+    uri: &str,
+    accept: Option<&str>,
+) -> (StatusCode, String, String) {
+    let mut request = Request::get(uri);
+    if let Some(accept) = accept {
+        request = request.header("accept", accept);
+    }
+    let response = router
+        .clone()
+        .oneshot(request.body(Body::empty()).expect("request"))
+        .await
+        .expect("response");
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    (
+        status,
+        content_type,
+        String::from_utf8(bytes.to_vec()).expect("utf-8"),
+    )
+}
+
+#[tokio::test]
+async fn exports_stream_every_matching_event_once_as_ndjson_or_csv() {
+    let (router, fixture) = app().await;
+    let expected: Vec<String> = fixture
+        .records
+        .iter()
+        .filter(|r| r.aggregate.as_deref() == Some("listing"))
+        .map(|r| r.event_id.clone())
+        .collect();
+
+    for (uri, accept) in [
+        ("/v1/events?aggregate=listing&format=ndjson", None),
+        ("/v1/events?aggregate=listing", Some("application/x-ndjson")),
+    ] {
+        let (status, content_type, body) = get_text(&router, uri, accept).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(content_type, "application/x-ndjson");
+        let ids: Vec<String> = body
+            .lines()
+            .map(|line| {
+                serde_json::from_str::<Value>(line).expect("one JSON object per line")["event_id"]
+                    .as_str()
+                    .expect("id")
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(
+            ids, expected,
+            "{uri}: every event once (the fixture's redelivered copies collapsed), in order"
+        );
+    }
+
+    let (status, content_type, body) = get_text(
+        &router,
+        "/v1/events?aggregate=listing&format=csv&order=desc",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(content_type.starts_with("text/csv"));
+    let mut reader = csv::Reader::from_reader(body.as_bytes());
+    let headers = reader.headers().expect("header row").clone();
+    assert_eq!(&headers[0], "event_id");
+    assert_eq!(&headers[16], "payload");
+    let rows: Vec<csv::StringRecord> = reader
+        .records()
+        .map(|row| row.expect("valid CSV"))
+        .collect();
+    let ids: Vec<&str> = rows.iter().map(|row| &row[0]).collect();
+    let mut reversed = expected.clone();
+    reversed.reverse();
+    assert_eq!(ids, reversed);
+    let first = fixture
+        .records
+        .iter()
+        .find(|r| r.event_id == ids[0])
+        .expect("known event");
+    assert_eq!(
+        &rows[0][16],
+        first.payload.as_str(),
+        "payload survives CSV quoting exactly"
+    );
+
+    for (uri, field) in [
+        ("/v1/events?format=ndjson&limit=10", "limit"),
+        ("/v1/events?format=csv&cursor=abc", "cursor"),
+        ("/v1/events?format=xml", "format"),
+    ] {
+        let (status, body) = get(&router, uri).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
+        assert_eq!(body["error"]["details"]["field"], field, "{uri}");
+    }
+}
