@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::Output;
 
-use crate::support::{INGESTER, events_dir, moto};
+use crate::support::{AUDIT, INGESTER, QUERY, events_dir, moto};
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
@@ -139,4 +139,48 @@ async fn conflicting_flags_say_what_to_fix() {
         .await
         .expect("run");
     assert_refused(&output, "--source sqs needs --queue-url");
+}
+
+#[tokio::test]
+async fn the_other_commands_refuse_bad_input_with_a_message() {
+    let output = tokio::process::Command::new(QUERY)
+        .args(["--store", "gs://bucket/prefix"])
+        .output()
+        .await
+        .expect("run");
+    assert_refused(&output, "unsupported store scheme 'gs://'");
+
+    let output = tokio::process::Command::new(AUDIT)
+        .args(["generate", "--out", "/nonexistent/dir/out.ndjson"])
+        .arg("--events-dir")
+        .arg(events_dir())
+        .output()
+        .await
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("cannot write /nonexistent/dir/out.ndjson"),
+        "{}",
+        stderr(&output)
+    );
+
+    let data_dir = tempfile::tempdir().expect("data dir");
+    let output = tokio::process::Command::new(AUDIT)
+        .arg("demo")
+        .arg("--data-dir")
+        .arg(data_dir.path())
+        .args(["--events-dir", "/nonexistent/events"])
+        .output()
+        .await
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("ISLETS_EVENTS_CONFIG_PATH"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        is_empty_or_missing(&data_dir.path().join("events")),
+        "nothing written"
+    );
 }
