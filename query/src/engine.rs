@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use datafusion::error::DataFusionError;
+use datafusion::execution::context::SQLOptions;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -24,7 +26,10 @@ use ulid::Ulid;
 
 use crate::error::{Error, Result};
 use crate::model::{Cursor, EventFilter, EventQuery, Order};
-use crate::sql::{CompiledQuery, EVENTS_TABLE, compile_correlation, compile_export, compile_page};
+use crate::sql::{
+    CompiledQuery, EVENTS_TABLE, RAW_EVENTS_TABLE, compile_correlation, compile_export,
+    compile_page, events_view,
+};
 use crate::table::ArchiveFiles;
 
 /// How long a listing of the archive is reused.
@@ -32,6 +37,16 @@ pub const LISTING_TTL: Duration = Duration::from_secs(2);
 const STORE_URL: &str = "islets://archive";
 /// Memory all queries of one engine may hold before sorts spill to disk.
 pub const QUERY_MEMORY_BYTES: usize = 512 * 1024 * 1024;
+
+/// The answer to read-only SQL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SqlResult {
+    pub columns: Vec<String>,
+    /// One JSON object per row.
+    pub rows: Vec<serde_json::Value>,
+    /// More rows existed than were returned.
+    pub truncated: bool,
+}
 
 /// Events streamed by an export.
 pub type EventStream = futures::stream::BoxStream<'static, Result<EventRecord>>;
@@ -143,6 +158,10 @@ pub trait QueryEngine: Send + Sync + 'static {
 
     /// Every event matching `filter`, streamed in `order` with bounded memory.
     async fn export(&self, filter: &EventFilter, order: Order) -> Result<EventStream>;
+
+    /// Runs one read-only SQL query over the `events` view (duplicates collapsed) and
+    /// `events_raw`; at most `max_rows` rows.
+    async fn sql(&self, sql: &str, max_rows: usize) -> Result<SqlResult>;
 }
 
 #[async_trait]
@@ -192,6 +211,74 @@ impl QueryEngine for DataFusionEngine {
             .map(|(_, meta)| meta.clone())
             .collect();
         self.stream(files, compile_export(filter, order)).await
+    }
+
+    async fn sql(&self, sql: &str, max_rows: usize) -> Result<SqlResult> {
+        let engine_error = |error: DataFusionError| Error::Engine(error.to_string());
+        // Planning and execution errors are the caller's; a store failure is not.
+        let query_error = |error: DataFusionError| match error {
+            DataFusionError::ObjectStore(source) => Error::Engine(source.to_string()),
+            other => Error::InvalidSql(other.to_string()),
+        };
+        let listing = self.listing().await?;
+        let files = listing.iter().map(|(_, meta)| meta.clone()).collect();
+        let context = self.context();
+        let store_url = ObjectStoreUrl::parse(STORE_URL).map_err(engine_error)?;
+        let table = ArchiveFiles {
+            schema: events_schema(),
+            store_url,
+            files,
+        };
+        context
+            .register_table(RAW_EVENTS_TABLE, Arc::new(table))
+            .map_err(engine_error)?;
+        context.sql(&events_view()).await.map_err(engine_error)?;
+        let read_only = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let frame = context
+            .sql_with_options(sql, read_only)
+            .await
+            .map_err(query_error)?;
+        let columns: Vec<String> = frame
+            .schema()
+            .fields()
+            .iter()
+            .map(|field| field.name().clone())
+            .collect();
+        let mut batches = frame.execute_stream().await.map_err(query_error)?;
+        let mut writer = datafusion::arrow::json::ArrayWriter::new(Vec::new());
+        let mut rows_seen = 0;
+        let mut truncated = false;
+        while let Some(batch) = batches.try_next().await.map_err(query_error)? {
+            let room = max_rows - rows_seen;
+            if batch.num_rows() > room {
+                truncated = true;
+            }
+            let batch = batch.slice(0, batch.num_rows().min(room));
+            rows_seen += batch.num_rows();
+            writer
+                .write(&batch)
+                .map_err(|error| Error::Engine(error.to_string()))?;
+            if truncated {
+                break;
+            }
+        }
+        writer
+            .finish()
+            .map_err(|error| Error::Engine(error.to_string()))?;
+        let bytes = writer.into_inner();
+        let rows = if bytes.is_empty() {
+            Vec::new()
+        } else {
+            serde_json::from_slice(&bytes).map_err(|error| Error::Engine(error.to_string()))?
+        };
+        Ok(SqlResult {
+            columns,
+            rows,
+            truncated,
+        })
     }
 }
 

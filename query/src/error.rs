@@ -10,6 +10,10 @@ pub enum Error {
     #[error("{field}: {message}")]
     InvalidParameter { field: String, message: String },
 
+    /// `/v1/sql` text that is not a single read-only query, or that fails to plan or run.
+    #[error("sql: {0}")]
+    InvalidSql(String),
+
     /// The archive could not be read.
     #[error("archive: {0}")]
     Store(#[source] islets_core::Error),
@@ -31,7 +35,7 @@ impl Error {
     pub fn field(&self) -> Option<&str> {
         match self {
             Error::InvalidParameter { field, .. } => Some(field),
-            Error::Store(_) | Error::Engine(_) => None,
+            Error::InvalidSql(_) | Error::Store(_) | Error::Engine(_) => None,
         }
     }
 }

@@ -7,8 +7,10 @@ use islets_core::schema::events_schema;
 
 use crate::model::{EventFilter, EventQuery, Order};
 
-/// Name of the registered table.
+/// Name of the registered table (in `/v1/sql`: the de-duplicated view).
 pub const EVENTS_TABLE: &str = "events";
+/// In `/v1/sql`: every archived row, duplicates included.
+pub const RAW_EVENTS_TABLE: &str = "events_raw";
 
 /// SQL text and its parameters, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,15 +100,32 @@ fn assemble(filters: &[String], outer: &[String], order_by: &str, limit: Option<
     } else {
         format!(" WHERE {}", filters.join(" AND "))
     };
-    let mut outer_conditions = vec!["islets_copy = 1".to_owned()];
-    outer_conditions.extend_from_slice(outer);
+    let mut sql = deduplicated(EVENTS_TABLE, &where_clause);
+    for condition in outer {
+        sql.push_str(" AND ");
+        sql.push_str(condition);
+    }
+    sql.push_str(" ORDER BY ");
+    sql.push_str(order_by);
+    if let Some(limit) = limit {
+        sql.push_str(&format!(" LIMIT {limit}"));
+    }
+    sql
+}
+
+/// Rows of `source` (filtered by `where_clause`), one per `event_id`: the earliest copy.
+fn deduplicated(source: &str, where_clause: &str) -> String {
     let columns = columns();
-    let limit = limit
-        .map(|limit| format!(" LIMIT {limit}"))
-        .unwrap_or_default();
     format!(
-        "SELECT {columns} FROM (SELECT {columns}, row_number() OVER (PARTITION BY event_id ORDER BY published_at, ingested_at, sqs_message_id) AS islets_copy FROM {EVENTS_TABLE}{where_clause}) AS matched WHERE {} ORDER BY {order_by}{limit}",
-        outer_conditions.join(" AND ")
+        "SELECT {columns} FROM (SELECT {columns}, row_number() OVER (PARTITION BY event_id ORDER BY published_at, ingested_at, sqs_message_id) AS islets_copy FROM {source}{where_clause}) AS matched WHERE islets_copy = 1"
+    )
+}
+
+/// The `events` view of `/v1/sql`: the raw rows with duplicates collapsed.
+pub fn events_view() -> String {
+    format!(
+        "CREATE VIEW {EVENTS_TABLE} AS {}",
+        deduplicated(RAW_EVENTS_TABLE, "")
     )
 }
 

@@ -4,6 +4,7 @@
 
 mod events;
 mod health;
+mod sql;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::{Value, json};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -39,6 +40,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/correlations/{correlation_id}",
             get(events::correlation),
         )
+        .route("/v1/sql", post(sql::run))
         .fallback(not_found)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -51,10 +53,10 @@ pub fn router(state: AppState) -> Router {
 /// An error response.
 #[derive(Debug)]
 pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    details: Value,
+    pub(super) status: StatusCode,
+    pub(super) code: &'static str,
+    pub(super) message: String,
+    pub(super) details: Value,
 }
 
 impl ApiError {
@@ -76,6 +78,12 @@ impl From<Error> for ApiError {
                 code: "invalid_parameter",
                 message: format!("{field}: {message}"),
                 details: json!({"field": field}),
+            },
+            Error::InvalidSql(message) => ApiError {
+                status: StatusCode::BAD_REQUEST,
+                code: "invalid_sql",
+                message,
+                details: json!({"field": "sql"}),
             },
             Error::Store(source) => {
                 tracing::error!(error = %source, "archive unavailable");

@@ -223,3 +223,97 @@ async fn exports_stream_every_matching_event_once_as_ndjson_or_csv() {
         assert_eq!(body["error"]["details"]["field"], field, "{uri}");
     }
 }
+
+async fn post_sql(router: &axum::Router, body: &str) -> (StatusCode, Value) {
+    let request = Request::post("/v1/sql")
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_owned()))
+        .expect("request");
+    let response = router.clone().oneshot(request).await.expect("response");
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    (status, serde_json::from_slice(&bytes).expect("JSON body"))
+}
+
+#[tokio::test]
+async fn sql_reads_the_deduplicated_events_and_refuses_everything_else() {
+    let (router, fixture) = app().await;
+    let sql = |text: &str| serde_json::json!({ "sql": text }).to_string();
+
+    let (status, body) = post_sql(&router, &sql("SELECT count(*) AS n FROM events")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["rows"][0]["n"],
+        fixture.records.len(),
+        "duplicates collapsed in `events`"
+    );
+    let (_, body) = post_sql(&router, &sql("SELECT count(*) AS n FROM events_raw")).await;
+    assert_eq!(
+        body["rows"][0]["n"],
+        fixture.records.len() + 3,
+        "events_raw keeps the redelivered copies"
+    );
+
+    let (status, body) = post_sql(&router, &sql(
+        "SELECT aggregate, count(DISTINCT event_id) AS events FROM events GROUP BY aggregate ORDER BY aggregate",
+    ))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["columns"], serde_json::json!(["aggregate", "events"]));
+    assert_eq!(
+        body["rows"][0],
+        serde_json::json!({"aggregate": "company", "events": 10})
+    );
+    assert_eq!(body["truncated"], false);
+
+    let target = std::env::temp_dir().join(format!("islets-copy-{}.csv", std::process::id()));
+    for refused in [
+        "DROP TABLE events".to_owned(),
+        "CREATE TABLE stolen AS SELECT * FROM events".to_owned(),
+        "INSERT INTO events_raw SELECT * FROM events_raw".to_owned(),
+        format!("COPY (SELECT * FROM events) TO '{}'", target.display()),
+        "SET datafusion.execution.batch_size = 1".to_owned(),
+        "SELECT 1; SELECT 2".to_owned(),
+        "SELEC nonsense".to_owned(),
+        "SELECT no_such_column FROM events".to_owned(),
+    ] {
+        let (status, body) = post_sql(&router, &sql(&refused)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_sql", "{refused}");
+    }
+    assert!(!target.exists(), "COPY wrote nothing");
+    let (_, body) = post_sql(&router, &sql("SELECT count(*) AS n FROM events")).await;
+    assert_eq!(
+        body["rows"][0]["n"],
+        fixture.records.len(),
+        "nothing changed"
+    );
+
+    for bad_body in ["not json", "{\"query\": \"SELECT 1\"}"] {
+        let (status, body) = post_sql(&router, bad_body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad_body}");
+        assert_eq!(body["error"]["code"], "invalid_body");
+    }
+}
+
+#[tokio::test]
+async fn sql_answers_stop_at_the_row_cap() {
+    use crate::engine::QueryEngine;
+    let fixture = fixture().await;
+    let engine = DataFusionEngine::new(fixture.archive.clone()).expect("engine");
+    let answer = engine
+        .sql("SELECT event_id FROM events ORDER BY event_id", 7)
+        .await
+        .expect("sql");
+    assert_eq!(answer.rows.len(), 7);
+    assert!(answer.truncated);
+    assert_eq!(answer.rows[0]["event_id"], "event-000");
+    let all = engine
+        .sql("SELECT event_id FROM events", 1_000)
+        .await
+        .expect("sql");
+    assert!(!all.truncated);
+    assert_eq!(all.rows.len(), fixture.records.len());
+}

@@ -1,0 +1,66 @@
+//! `POST /v1/sql`: one read-only query over the `events` view, with a timeout and a row cap.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ApiError, AppState};
+use crate::engine::SqlResult;
+
+/// Most rows one SQL answer holds (`truncated` says when more existed).
+pub(super) const MAX_SQL_ROWS: usize = 10_000;
+/// Longest a SQL query may run.
+const SQL_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Deserialize)]
+pub(super) struct SqlRequest {
+    sql: String,
+}
+
+#[derive(serde::Serialize)]
+pub(super) struct SqlResponse {
+    columns: Vec<String>,
+    rows: Vec<serde_json::Value>,
+    truncated: bool,
+}
+
+pub(super) async fn run(
+    State(state): State<AppState>,
+    body: Result<Json<SqlRequest>, JsonRejection>,
+) -> Result<Json<SqlResponse>, ApiError> {
+    let Json(request) = body.map_err(|rejection| ApiError {
+        status: StatusCode::BAD_REQUEST,
+        code: "invalid_body",
+        message: format!(
+            "send {{\"sql\": \"SELECT ...\"}} as application/json: {}",
+            rejection.body_text()
+        ),
+        details: json!({}),
+    })?;
+    let answer = tokio::time::timeout(SQL_TIMEOUT, state.engine.sql(&request.sql, MAX_SQL_ROWS))
+        .await
+        .map_err(|_| ApiError {
+            status: StatusCode::GATEWAY_TIMEOUT,
+            code: "query_timeout",
+            message: format!(
+                "the query ran longer than {} s: narrow it (time range, filters) or use the Athena engine",
+                SQL_TIMEOUT.as_secs()
+            ),
+            details: json!({"timeout_seconds": SQL_TIMEOUT.as_secs()}),
+        })??;
+    let SqlResult {
+        columns,
+        rows,
+        truncated,
+    } = answer;
+    Ok(Json(SqlResponse {
+        columns,
+        rows,
+        truncated,
+    }))
+}
