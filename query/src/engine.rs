@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::{DataType, Int64Type, TimestampMillisecondType};
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::object_store::ObjectStoreUrl;
@@ -25,10 +27,10 @@ use tokio::sync::Mutex;
 use ulid::Ulid;
 
 use crate::error::{Error, Result};
-use crate::model::{Cursor, EventFilter, EventQuery, Order};
+use crate::model::{Cursor, EventFilter, EventQuery, Order, StatsQuery};
 use crate::sql::{
     CompiledQuery, EVENTS_TABLE, RAW_EVENTS_TABLE, compile_correlation, compile_export,
-    compile_page, events_view,
+    compile_page, compile_stats, events_view,
 };
 use crate::table::ArchiveFiles;
 
@@ -46,6 +48,18 @@ pub struct SqlResult {
     pub rows: Vec<serde_json::Value>,
     /// More rows existed than were returned.
     pub truncated: bool,
+}
+
+/// One bucket of `/v1/stats`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StatsBucket {
+    /// Start of the bucket, RFC 3339.
+    pub start: String,
+    /// The group (`listing.sold`, `listing`, `listing-management-api`) when grouped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Distinct events.
+    pub events: u64,
 }
 
 /// Events streamed by an export.
@@ -162,6 +176,9 @@ pub trait QueryEngine: Send + Sync + 'static {
     /// Runs one read-only SQL query over the `events` view (duplicates collapsed) and
     /// `events_raw`; at most `max_rows` rows.
     async fn sql(&self, sql: &str, max_rows: usize) -> Result<SqlResult>;
+
+    /// Distinct events per time bucket (and group).
+    async fn stats(&self, query: &StatsQuery) -> Result<Vec<StatsBucket>>;
 }
 
 #[async_trait]
@@ -279,6 +296,57 @@ impl QueryEngine for DataFusionEngine {
             rows,
             truncated,
         })
+    }
+
+    async fn stats(&self, query: &StatsQuery) -> Result<Vec<StatsBucket>> {
+        let engine_error = |error: DataFusionError| Error::Engine(error.to_string());
+        let listing = self.listing().await?;
+        let files = listing
+            .iter()
+            .filter(|(file, _)| query.filter.may_match(&file.partition))
+            .map(|(_, meta)| meta.clone())
+            .collect();
+        let compiled = compile_stats(query);
+        let context = self.context();
+        let store_url = ObjectStoreUrl::parse(STORE_URL).map_err(engine_error)?;
+        let table = ArchiveFiles {
+            schema: events_schema(),
+            store_url,
+            files,
+        };
+        context
+            .register_table(EVENTS_TABLE, Arc::new(table))
+            .map_err(engine_error)?;
+        let frame = context
+            .sql(&compiled.sql)
+            .await
+            .and_then(|frame| frame.with_param_values(compiled.parameters))
+            .map_err(engine_error)?;
+        let batches = frame.collect().await.map_err(engine_error)?;
+        let mut buckets = Vec::new();
+        for batch in &batches {
+            let starts = batch
+                .column(0)
+                .as_primitive_opt::<TimestampMillisecondType>()
+                .ok_or_else(|| {
+                    Error::Engine("stats bucket is not a millisecond timestamp".to_owned())
+                })?;
+            let keys = datafusion::arrow::compute::cast(batch.column(1), &DataType::Utf8)
+                .map_err(|error| Error::Engine(error.to_string()))?;
+            let keys = keys.as_string::<i32>();
+            let counts = batch
+                .column(2)
+                .as_primitive_opt::<Int64Type>()
+                .ok_or_else(|| Error::Engine("stats count is not an integer".to_owned()))?;
+            for row in 0..batch.num_rows() {
+                buckets.push(StatsBucket {
+                    start: crate::view::rfc3339_ms(starts.value(row)),
+                    key: keys.is_valid(row).then(|| keys.value(row).to_owned()),
+                    events: u64::try_from(counts.value(row)).unwrap_or(0),
+                });
+            }
+        }
+        Ok(buckets)
     }
 }
 

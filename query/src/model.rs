@@ -361,6 +361,91 @@ pub fn parse_event_query(
     })
 }
 
+/// Bucket width of `/v1/stats`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Interval {
+    Hour,
+    Day,
+}
+
+/// What `/v1/stats` counts by, besides time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupBy {
+    EventType,
+    Aggregate,
+    ProducerSystem,
+}
+
+/// A `/v1/stats` request: counts of distinct events per bucket (and group).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatsQuery {
+    pub filter: EventFilter,
+    pub interval: Interval,
+    pub group_by: Option<GroupBy>,
+}
+
+/// Longest range `/v1/stats` counts per hour (a year of days is fine).
+pub const MAX_HOURLY_RANGE_DAYS: i64 = 31;
+
+/// Validates `/v1/stats` parameters: the filters of `/v1/events` (no paging), `interval`
+/// (`hour` or `day`, default `day`) and `group_by`. `since` defaults to 7 days before now.
+pub fn parse_stats_query(pairs: &[(String, String)], now: DateTime<Utc>) -> Result<StatsQuery> {
+    for (key, _) in pairs {
+        if matches!(key.as_str(), "limit" | "cursor" | "order" | "event_id") {
+            return Err(Error::invalid(key, "does not apply to /v1/stats"));
+        }
+    }
+    let query = parse_event_query(pairs, &["interval", "group_by"], now)?;
+    let value = |name: &str| {
+        pairs
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    };
+    let interval = match value("interval") {
+        None | Some("day") => Interval::Day,
+        Some("hour") => Interval::Hour,
+        Some(other) => {
+            return Err(Error::invalid(
+                "interval",
+                format!("'{other}' is not hour or day"),
+            ));
+        }
+    };
+    let group_by = match value("group_by") {
+        None => None,
+        Some("event_type") => Some(GroupBy::EventType),
+        Some("aggregate") => Some(GroupBy::Aggregate),
+        Some("producer_system") => Some(GroupBy::ProducerSystem),
+        Some(other) => {
+            return Err(Error::invalid(
+                "group_by",
+                format!("'{other}' is not event_type, aggregate or producer_system"),
+            ));
+        }
+    };
+    let mut filter = query.filter;
+    let since = *filter
+        .since_ms
+        .get_or_insert((now - Duration::days(7)).timestamp_millis());
+    let until = filter.until_ms.unwrap_or(now.timestamp_millis());
+    if interval == Interval::Hour && until - since > MAX_HOURLY_RANGE_DAYS * 86_400_000 {
+        return Err(Error::invalid(
+            "interval",
+            format!(
+                "hourly counts cover at most {MAX_HOURLY_RANGE_DAYS} days; use interval=day or a shorter range"
+            ),
+        ));
+    }
+    Ok(StatsQuery {
+        filter,
+        interval,
+        group_by,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -475,6 +560,44 @@ mod tests {
         ] {
             let error = parse(&format!("{other}&cursor={cursor}")).expect_err(other);
             assert!(error.to_string().contains("another query"), "{error}");
+        }
+    }
+
+    #[test]
+    fn stats_parameters_are_validated_and_default_to_a_week_by_day() {
+        let pairs = |text: &str| -> Vec<(String, String)> {
+            text.split('&')
+                .filter(|pair| !pair.is_empty())
+                .filter_map(|pair| {
+                    pair.split_once('=')
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                })
+                .collect()
+        };
+        let stats = parse_stats_query(&pairs("group_by=event_type&aggregate=listing"), now())
+            .expect("valid");
+        assert_eq!(
+            (stats.interval, stats.group_by),
+            (Interval::Day, Some(GroupBy::EventType))
+        );
+        assert_eq!(
+            stats.filter.since_ms,
+            Some((now() - Duration::days(7)).timestamp_millis())
+        );
+        for (text, field) in [
+            ("interval=minute", "interval"),
+            ("group_by=payload", "group_by"),
+            ("limit=5", "limit"),
+            ("interval=hour&since=2026-01-01", "interval"),
+            ("colour=red", "colour"),
+        ] {
+            assert_eq!(
+                parse_stats_query(&pairs(text), now())
+                    .expect_err(text)
+                    .field(),
+                Some(field),
+                "{text}"
+            );
         }
     }
 

@@ -5,7 +5,7 @@
 use datafusion::common::ScalarValue;
 use islets_core::schema::events_schema;
 
-use crate::model::{EventFilter, EventQuery, Order};
+use crate::model::{EventFilter, EventQuery, GroupBy, Interval, Order, StatsQuery};
 
 /// Name of the registered table (in `/v1/sql`: the de-duplicated view).
 pub const EVENTS_TABLE: &str = "events";
@@ -188,6 +188,38 @@ pub fn compile_export(filter: &EventFilter, order: Order) -> CompiledQuery {
     let order_by = format!("published_at {direction}, event_id {direction}");
     CompiledQuery {
         sql: assemble(&filters, &[], &order_by, None),
+        parameters: builder.parameters,
+    }
+}
+
+/// Distinct events per time bucket (and group): `bucket`, `key` (when grouped), `events`.
+/// The bucket width and group column come from enums, never from caller text.
+pub fn compile_stats(query: &StatsQuery) -> CompiledQuery {
+    let mut builder = Builder {
+        parameters: Vec::new(),
+    };
+    let filters = conditions(&query.filter, &mut builder);
+    let where_clause = if filters.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", filters.join(" AND "))
+    };
+    let unit = match query.interval {
+        Interval::Hour => "hour",
+        Interval::Day => "day",
+    };
+    let key = match query.group_by {
+        None => "NULL",
+        Some(GroupBy::EventType) => "concat(aggregate, '.', event_type)",
+        Some(GroupBy::Aggregate) => "aggregate",
+        Some(GroupBy::ProducerSystem) => "producer_system",
+    };
+    let sql = format!(
+        "SELECT date_trunc('{unit}', published_at) AS bucket, {key} AS key, count(*) AS events FROM ({}) AS distinct_events GROUP BY 1, 2 ORDER BY 1, 2",
+        deduplicated(EVENTS_TABLE, &where_clause)
+    );
+    CompiledQuery {
+        sql,
         parameters: builder.parameters,
     }
 }

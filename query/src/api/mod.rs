@@ -5,6 +5,7 @@
 mod events;
 mod health;
 mod sql;
+mod stats;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +42,7 @@ pub fn router(state: AppState) -> Router {
             get(events::correlation),
         )
         .route("/v1/sql", post(sql::run))
+        .route("/v1/stats", get(stats::stats))
         .fallback(not_found)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -317,3 +317,77 @@ async fn sql_answers_stop_at_the_row_cap() {
     assert!(!all.truncated);
     assert_eq!(all.rows.len(), fixture.records.len());
 }
+
+#[tokio::test]
+async fn stats_count_distinct_events_per_bucket_and_group() {
+    use crate::test_support::START;
+    let (router, fixture) = app().await;
+    let since = crate::view::rfc3339_ms(START);
+    let until = crate::view::rfc3339_ms(START + 6 * 3_600_000);
+    let (status, body) = get(
+        &router,
+        &format!("/v1/stats?since={since}&until={until}&interval=hour&group_by=event_type"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut expected: std::collections::BTreeMap<(String, String), u64> =
+        std::collections::BTreeMap::new();
+    for record in &fixture.records {
+        let hour = crate::view::rfc3339_ms(
+            record.published_at_ms - record.published_at_ms.rem_euclid(3_600_000),
+        );
+        let key = format!(
+            "{}.{}",
+            record.aggregate.as_deref().unwrap_or(""),
+            record.event_type.as_deref().unwrap_or("")
+        );
+        *expected.entry((hour, key)).or_default() += 1;
+    }
+    let got: std::collections::BTreeMap<(String, String), u64> = body["buckets"]
+        .as_array()
+        .expect("buckets")
+        .iter()
+        .map(|b| {
+            (
+                (
+                    b["start"].as_str().expect("start").to_owned(),
+                    b["key"].as_str().expect("key").to_owned(),
+                ),
+                b["events"].as_u64().expect("n"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got, expected,
+        "distinct events (duplicates collapsed) per hour and type"
+    );
+
+    let (status, body) = get(
+        &router,
+        &format!("/v1/stats?since={since}&until={until}&aggregate=company"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let total: u64 = body["buckets"]
+        .as_array()
+        .expect("buckets")
+        .iter()
+        .map(|b| b["events"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(
+        total,
+        fixture
+            .records
+            .iter()
+            .filter(|r| r.aggregate.as_deref() == Some("company"))
+            .count() as u64
+    );
+    assert!(
+        body["buckets"][0].get("key").is_none(),
+        "ungrouped buckets have no key"
+    );
+
+    let (status, body) = get(&router, "/v1/stats?interval=minute").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["details"]["field"], "interval");
+}
