@@ -16,7 +16,7 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use futures::{StreamExt, TryStreamExt};
 use islets_core::layout::{DataFile, Table};
 use islets_core::record::EventRecord;
@@ -131,10 +131,8 @@ impl DataFusionEngine {
         self.stream(files, compiled).await?.try_collect().await
     }
 
-    /// Runs compiled SQL over `files`, streaming the rows batch by batch.
-    async fn stream(&self, files: Vec<ObjectMeta>, compiled: CompiledQuery) -> Result<EventStream> {
-        let engine_error =
-            |error: datafusion::error::DataFusionError| Error::Engine(error.to_string());
+    /// A session in which `files` are the table `table_name`.
+    fn session(&self, files: Vec<ObjectMeta>, table_name: &str) -> Result<SessionContext> {
         let context = self.context();
         let store_url = ObjectStoreUrl::parse(STORE_URL).map_err(engine_error)?;
         let table = ArchiveFiles {
@@ -143,13 +141,23 @@ impl DataFusionEngine {
             files,
         };
         context
-            .register_table(EVENTS_TABLE, Arc::new(table))
+            .register_table(table_name, Arc::new(table))
             .map_err(engine_error)?;
-        let frame = context
+        Ok(context)
+    }
+
+    /// Compiled SQL over `files` (as the `events` table), planned with its parameters.
+    async fn frame(&self, files: Vec<ObjectMeta>, compiled: CompiledQuery) -> Result<DataFrame> {
+        self.session(files, EVENTS_TABLE)?
             .sql(&compiled.sql)
             .await
             .and_then(|frame| frame.with_param_values(compiled.parameters))
-            .map_err(engine_error)?;
+            .map_err(engine_error)
+    }
+
+    /// Runs compiled SQL over `files`, streaming the rows batch by batch.
+    async fn stream(&self, files: Vec<ObjectMeta>, compiled: CompiledQuery) -> Result<EventStream> {
+        let frame = self.frame(files, compiled).await?;
         let batches = frame.execute_stream().await.map_err(engine_error)?;
         let events = batches
             .map_err(engine_error)
@@ -158,6 +166,10 @@ impl DataFusionEngine {
             .try_flatten();
         Ok(events.boxed())
     }
+}
+
+fn engine_error(error: DataFusionError) -> Error {
+    Error::Engine(error.to_string())
 }
 
 /// What the API (and replay, and the console) ask of an engine.
@@ -231,7 +243,6 @@ impl QueryEngine for DataFusionEngine {
     }
 
     async fn sql(&self, sql: &str, max_rows: usize) -> Result<SqlResult> {
-        let engine_error = |error: DataFusionError| Error::Engine(error.to_string());
         // Planning and execution errors are the caller's; a store failure is not.
         let query_error = |error: DataFusionError| match error {
             DataFusionError::ObjectStore(source) => Error::Engine(source.to_string()),
@@ -239,16 +250,7 @@ impl QueryEngine for DataFusionEngine {
         };
         let listing = self.listing().await?;
         let files = listing.iter().map(|(_, meta)| meta.clone()).collect();
-        let context = self.context();
-        let store_url = ObjectStoreUrl::parse(STORE_URL).map_err(engine_error)?;
-        let table = ArchiveFiles {
-            schema: events_schema(),
-            store_url,
-            files,
-        };
-        context
-            .register_table(RAW_EVENTS_TABLE, Arc::new(table))
-            .map_err(engine_error)?;
+        let context = self.session(files, RAW_EVENTS_TABLE)?;
         context.sql(&events_view()).await.map_err(engine_error)?;
         let read_only = SQLOptions::new()
             .with_allow_ddl(false)
@@ -299,29 +301,13 @@ impl QueryEngine for DataFusionEngine {
     }
 
     async fn stats(&self, query: &StatsQuery) -> Result<Vec<StatsBucket>> {
-        let engine_error = |error: DataFusionError| Error::Engine(error.to_string());
         let listing = self.listing().await?;
         let files = listing
             .iter()
             .filter(|(file, _)| query.filter.may_match(&file.partition))
             .map(|(_, meta)| meta.clone())
             .collect();
-        let compiled = compile_stats(query);
-        let context = self.context();
-        let store_url = ObjectStoreUrl::parse(STORE_URL).map_err(engine_error)?;
-        let table = ArchiveFiles {
-            schema: events_schema(),
-            store_url,
-            files,
-        };
-        context
-            .register_table(EVENTS_TABLE, Arc::new(table))
-            .map_err(engine_error)?;
-        let frame = context
-            .sql(&compiled.sql)
-            .await
-            .and_then(|frame| frame.with_param_values(compiled.parameters))
-            .map_err(engine_error)?;
+        let frame = self.frame(files, compile_stats(query)).await?;
         let batches = frame.collect().await.map_err(engine_error)?;
         let mut buckets = Vec::new();
         for batch in &batches {
