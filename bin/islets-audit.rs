@@ -135,6 +135,7 @@ async fn serve(args: ServeArgs, shutdown: tokio_util::sync::CancellationToken) -
     let query_config = islets_query::server::QueryArgs {
         store: args.data_dir.display().to_string(),
         listen: args.listen,
+        tokens_file: None,
     }
     .validate()?;
     let ingest_config = IngesterConfig {
@@ -156,7 +157,7 @@ async fn serve(args: ServeArgs, shutdown: tokio_util::sync::CancellationToken) -
         args.listen,
         args.data_dir.display()
     );
-    println!("WARNING: no authentication yet; both APIs listen on loopback only");
+    println!("WARNING: authentication is OFF for the demo; both APIs listen on loopback only");
     // Either part failing stops the other.
     let ingest_shutdown = shutdown.child_token();
     let query_shutdown = shutdown.child_token();

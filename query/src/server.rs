@@ -8,6 +8,7 @@ use clap::Args;
 use islets_core::store::{Archive, StoreLocation};
 use tokio_util::sync::CancellationToken;
 
+use crate::api::auth::{Auth, Tokens};
 use crate::api::{AppState, router};
 use crate::engine::DataFusionEngine;
 
@@ -22,9 +23,14 @@ pub struct QueryArgs {
     #[arg(long, env = "ISLETS_STORE", value_name = "URI")]
     pub store: String,
 
-    /// Address of the API. Loopback only until bearer-token auth is implemented.
+    /// Address of the API. Without --tokens-file, loopback addresses only.
     #[arg(long, env = "ISLETS_QUERY_LISTEN", value_name = "ADDR", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
+
+    /// YAML file of bearer tokens (their SHA-256 hashes, names and scopes). Without it the
+    /// API runs with authentication off, on loopback only.
+    #[arg(long, env = "ISLETS_TOKENS_FILE", value_name = "FILE")]
+    pub tokens_file: Option<std::path::PathBuf>,
 }
 
 /// The validated configuration.
@@ -32,6 +38,7 @@ pub struct QueryArgs {
 pub struct QueryConfig {
     pub store: StoreLocation,
     pub listen: SocketAddr,
+    pub tokens_file: Option<std::path::PathBuf>,
 }
 
 /// Why the query server could not start or stopped.
@@ -53,15 +60,16 @@ impl QueryArgs {
     pub fn validate(&self) -> Result<QueryConfig, ServeError> {
         let store = StoreLocation::parse(&self.store)
             .map_err(|error| ServeError::Config(format!("--store: {error}")))?;
-        if !self.listen.ip().is_loopback() {
+        if self.tokens_file.is_none() && !self.listen.ip().is_loopback() {
             return Err(ServeError::Config(format!(
-                "--listen {}: the query API has no authentication yet, so it only listens on loopback addresses (127.0.0.1, ::1)",
+                "--listen {}: without --tokens-file authentication is off, so the API only listens on loopback addresses (127.0.0.1, ::1)",
                 self.listen
             )));
         }
         Ok(QueryConfig {
             store,
             listen: self.listen,
+            tokens_file: self.tokens_file.clone(),
         })
     }
 }
@@ -72,6 +80,10 @@ pub async fn serve(
     shutdown: CancellationToken,
     bound_tx: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
 ) -> Result<(), ServeError> {
+    let auth = match &config.tokens_file {
+        Some(path) => Auth::Tokens(Arc::new(Tokens::load(path).map_err(ServeError::Config)?)),
+        None => Auth::Off,
+    };
     let aws = if config.store.is_s3() {
         Some(islets_core::aws::load_sdk_config().await)
     } else {
@@ -106,7 +118,11 @@ pub async fn serve(
             source: Box::new(source),
         })?;
     tracing::info!(%address, store = %config.store, "listening");
-    tracing::warn!("the query API has no authentication yet: it only listens on loopback");
+    if matches!(auth, Auth::Off) {
+        tracing::warn!(
+            "authentication is OFF (no --tokens-file): anyone on this host can query the archive"
+        );
+    }
     if let Some(bound_tx) = bound_tx {
         let _ = bound_tx.send(address);
     }
@@ -114,6 +130,7 @@ pub async fn serve(
         listener,
         router(AppState {
             engine: Arc::new(engine),
+            auth,
         }),
     )
     .with_graceful_shutdown(async move { shutdown.cancelled().await })

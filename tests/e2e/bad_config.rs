@@ -150,6 +150,23 @@ async fn the_other_commands_refuse_bad_input_with_a_message() {
         .expect("run");
     assert_refused(&output, "unsupported store scheme 'gs://'");
 
+    let store = tempfile::tempdir().expect("store");
+    let tokens = store.path().join("tokens.yaml");
+    std::fs::write(
+        &tokens,
+        "tokens:\n  - name: a\n    sha256: plaintext-token\n    scopes: [audit:read]\n",
+    )
+    .expect("tokens");
+    let output = tokio::process::Command::new(QUERY)
+        .arg("--store")
+        .arg(store.path())
+        .arg("--tokens-file")
+        .arg(&tokens)
+        .output()
+        .await
+        .expect("run");
+    assert_refused(&output, "tokens[0].sha256: not a hex SHA-256");
+
     let output = tokio::process::Command::new(AUDIT)
         .args(["generate", "--out", "/nonexistent/dir/out.ndjson"])
         .arg("--events-dir")

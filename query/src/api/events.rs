@@ -10,7 +10,7 @@ use futures::StreamExt;
 use islets_core::record::EventRecord;
 use serde::Serialize;
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, with_rows};
 use crate::error::Error;
 use crate::model::{EventFilter, EventQuery, Order, PASS_THROUGH_PARAMETERS, parse_event_query};
 use crate::view::{EventView, rfc3339_ms};
@@ -86,11 +86,12 @@ pub(super) async fn list(
     let streamed = match format {
         Format::Json => {
             let page = state.engine.events(&query).await?;
+            let rows = page.events.len();
             let view = EventPageView {
                 events: page.events.into_iter().map(EventView::from).collect(),
                 next_cursor: page.next_cursor,
             };
-            return Ok(Json(view).into_response());
+            return Ok(with_rows(Json(view), rows));
         }
         Format::Ndjson | Format::Csv => format,
     };
@@ -192,7 +193,7 @@ fn csv_row(event: EventRecord) -> Bytes {
 pub(super) async fn one(
     State(state): State<AppState>,
     Path(event_id): Path<String>,
-) -> Result<Json<EventView>, ApiError> {
+) -> Result<Response, ApiError> {
     let query = EventQuery {
         filter: EventFilter {
             event_ids: vec![event_id.clone()],
@@ -208,13 +209,13 @@ pub(super) async fn one(
         .into_iter()
         .next()
         .ok_or_else(|| ApiError::not_found(format!("no event with event_id '{event_id}'")))?;
-    Ok(Json(EventView::from(event)))
+    Ok(with_rows(Json(EventView::from(event)), 1))
 }
 
 pub(super) async fn correlation(
     State(state): State<AppState>,
     Path(correlation_id): Path<String>,
-) -> Result<Json<FlowView>, ApiError> {
+) -> Result<Response, ApiError> {
     let mut events = state
         .engine
         .correlation(&correlation_id, MAX_FLOW_EVENTS + 1)
@@ -226,9 +227,13 @@ pub(super) async fn correlation(
     }
     let truncated = events.len() > MAX_FLOW_EVENTS;
     events.truncate(MAX_FLOW_EVENTS);
-    Ok(Json(FlowView {
-        correlation_id,
-        events: events.into_iter().map(EventView::from).collect(),
-        truncated,
-    }))
+    let rows = events.len();
+    Ok(with_rows(
+        Json(FlowView {
+            correlation_id,
+            events: events.into_iter().map(EventView::from).collect(),
+            truncated,
+        }),
+        rows,
+    ))
 }

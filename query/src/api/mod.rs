@@ -2,6 +2,7 @@
 //! extract, call the engine, and map. Errors are `{"error":{"code","message","details"}}`;
 //! 5xx bodies stay generic, details go to the log.
 
+pub mod auth;
 mod events;
 mod health;
 mod sql;
@@ -28,6 +29,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Arc<dyn QueryEngine>,
+    pub auth: auth::Auth,
 }
 
 /// The routes.
@@ -44,6 +46,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sql", post(sql::run))
         .route("/v1/stats", get(stats::stats))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authorize,
+        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             REQUEST_TIMEOUT,
@@ -115,6 +121,13 @@ impl IntoResponse for ApiError {
             json!({"error": {"code": self.code, "message": self.message, "details": self.details}});
         (self.status, axum::Json(body)).into_response()
     }
+}
+
+/// A response that records how many rows it returned, for the access log.
+fn with_rows(body: impl IntoResponse, rows: usize) -> Response {
+    let mut response = body.into_response();
+    response.extensions_mut().insert(auth::RowsReturned(rows));
+    response
 }
 
 async fn not_found() -> ApiError {

@@ -9,8 +9,9 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, with_rows};
 use crate::engine::SqlResult;
+use axum::response::Response;
 
 /// Most rows one SQL answer holds (`truncated` says when more existed).
 pub(super) const MAX_SQL_ROWS: usize = 10_000;
@@ -32,7 +33,7 @@ pub(super) struct SqlResponse {
 pub(super) async fn run(
     State(state): State<AppState>,
     body: Result<Json<SqlRequest>, JsonRejection>,
-) -> Result<Json<SqlResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let Json(request) = body.map_err(|rejection| ApiError {
         status: StatusCode::BAD_REQUEST,
         code: "invalid_body",
@@ -58,9 +59,13 @@ pub(super) async fn run(
         rows,
         truncated,
     } = answer;
-    Ok(Json(SqlResponse {
-        columns,
-        rows,
-        truncated,
-    }))
+    let count = rows.len();
+    Ok(with_rows(
+        Json(SqlResponse {
+            columns,
+            rows,
+            truncated,
+        }),
+        count,
+    ))
 }

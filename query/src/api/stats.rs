@@ -4,10 +4,11 @@ use axum::Json;
 use axum::extract::{RawQuery, State};
 use serde::Serialize;
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, with_rows};
 use crate::engine::StatsBucket;
 use crate::model::{GroupBy, Interval, parse_stats_query};
 use crate::view::rfc3339_ms;
+use axum::response::Response;
 
 #[derive(Serialize)]
 pub(super) struct StatsView {
@@ -21,18 +22,22 @@ pub(super) struct StatsView {
 pub(super) async fn stats(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<StatsView>, ApiError> {
+) -> Result<Response, ApiError> {
     let pairs: Vec<(String, String)> =
         url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
             .into_owned()
             .collect();
     let query = parse_stats_query(&pairs, chrono::Utc::now())?;
     let buckets = state.engine.stats(&query).await?;
-    Ok(Json(StatsView {
-        interval: query.interval,
-        group_by: query.group_by,
-        since: query.filter.since_ms.map(rfc3339_ms),
-        until: query.filter.until_ms.map(rfc3339_ms),
-        buckets,
-    }))
+    let rows = buckets.len();
+    Ok(with_rows(
+        Json(StatsView {
+            interval: query.interval,
+            group_by: query.group_by,
+            since: query.filter.since_ms.map(rfc3339_ms),
+            until: query.filter.until_ms.map(rfc3339_ms),
+            buckets,
+        }),
+        rows,
+    ))
 }

@@ -17,6 +17,7 @@ async fn app() -> (axum::Router, Fixture) {
     (
         router(AppState {
             engine: Arc::new(engine),
+            auth: super::auth::Auth::Off,
         }),
         fixture,
     )
@@ -390,4 +391,120 @@ async fn stats_count_distinct_events_per_bucket_and_group() {
     let (status, body) = get(&router, "/v1/stats?interval=minute").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"]["details"]["field"], "interval");
+}
+
+#[tokio::test]
+async fn every_route_needs_a_token_with_its_scope_and_health_stays_open() {
+    use super::auth::{Auth, Tokens, token_hash};
+    let fixture = fixture().await;
+    let directory = tempfile::tempdir().expect("tempdir");
+    let tokens_file = directory.path().join("tokens.yaml");
+    std::fs::write(
+        &tokens_file,
+        format!(
+            "tokens:\n  - name: reader\n    sha256: {}\n    scopes: [audit:read]\n  - name: analyst\n    sha256: {}\n    scopes: [audit:read, audit:sql]\n",
+            token_hash("reader-token"),
+            token_hash("analyst-token")
+        ),
+    )
+    .expect("tokens file");
+    let tokens = Tokens::load(&tokens_file).expect("tokens");
+    let engine = DataFusionEngine::new(fixture.archive.clone()).expect("engine");
+    let router = router(AppState {
+        engine: Arc::new(engine),
+        auth: Auth::Tokens(Arc::new(tokens)),
+    });
+
+    let call = |method: &str, uri: &str, token: Option<&str>| {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/json");
+        if let Some(token) = token {
+            request = request.header("authorization", token);
+        }
+        let body = if method == "POST" {
+            Body::from(r#"{"sql": "SELECT 1 AS one"}"#)
+        } else {
+            Body::empty()
+        };
+        let router = router.clone();
+        let request = request.body(body).expect("request");
+        async move { router.oneshot(request).await.expect("response").status() }
+    };
+    // (method, route, a token lacking the scope, a token holding it)
+    let routes = [
+        ("GET", "/v1/events", None, "Bearer reader-token"),
+        ("GET", "/v1/events/event-016", None, "Bearer reader-token"),
+        (
+            "GET",
+            "/v1/correlations/corr-1",
+            None,
+            "Bearer reader-token",
+        ),
+        ("GET", "/v1/stats", None, "Bearer reader-token"),
+        (
+            "POST",
+            "/v1/sql",
+            Some("Bearer reader-token"),
+            "Bearer analyst-token",
+        ),
+    ];
+    for (method, uri, wrong_scope, right) in routes {
+        assert_eq!(
+            call(method, uri, None).await,
+            StatusCode::UNAUTHORIZED,
+            "{uri} without a token"
+        );
+        assert_eq!(
+            call(method, uri, Some("Bearer not-a-token")).await,
+            StatusCode::UNAUTHORIZED,
+            "{uri} unknown token"
+        );
+        assert_eq!(
+            call(method, uri, Some("Basic cmVhZGVyLXRva2Vu")).await,
+            StatusCode::UNAUTHORIZED,
+            "{uri} not bearer"
+        );
+        if let Some(wrong_scope) = wrong_scope {
+            assert_eq!(
+                call(method, uri, Some(wrong_scope)).await,
+                StatusCode::FORBIDDEN,
+                "{uri} wrong scope"
+            );
+        }
+        assert_eq!(
+            call(method, uri, Some(right)).await,
+            StatusCode::OK,
+            "{uri} right scope"
+        );
+    }
+    for open in ["/healthz", "/readyz"] {
+        assert_eq!(
+            call("GET", open, None).await,
+            StatusCode::OK,
+            "{open} is open"
+        );
+    }
+    let (status, body) = {
+        let response = router
+            .clone()
+            .oneshot(
+                Request::get("/v1/events")
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("response");
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        (
+            status,
+            serde_json::from_slice::<Value>(&bytes).expect("json"),
+        )
+    };
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["code"], "unauthorized");
 }
