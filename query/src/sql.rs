@@ -95,11 +95,7 @@ fn conditions(filter: &EventFilter, builder: &mut Builder) -> Vec<String> {
 /// The query text: `filters` select rows, duplicates collapse by `event_id` (the earliest
 /// copy wins), then `outer` conditions, order and limit apply.
 fn assemble(filters: &[String], outer: &[String], order_by: &str, limit: Option<usize>) -> String {
-    let where_clause = if filters.is_empty() {
-        String::new()
-    } else {
-        format!(" WHERE {}", filters.join(" AND "))
-    };
+    let where_clause = where_clause(filters);
     let mut sql = deduplicated(EVENTS_TABLE, &where_clause);
     for condition in outer {
         sql.push_str(" AND ");
@@ -111,6 +107,15 @@ fn assemble(filters: &[String], outer: &[String], order_by: &str, limit: Option<
         sql.push_str(&format!(" LIMIT {limit}"));
     }
     sql
+}
+
+/// ` WHERE a AND b`, or nothing without conditions.
+fn where_clause(conditions: &[String]) -> String {
+    if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conditions.join(" AND "))
+    }
 }
 
 /// Rows of `source` (filtered by `where_clause`), one per `event_id`: the earliest copy.
@@ -199,11 +204,7 @@ pub fn compile_stats(query: &StatsQuery) -> CompiledQuery {
         parameters: Vec::new(),
     };
     let filters = conditions(&query.filter, &mut builder);
-    let where_clause = if filters.is_empty() {
-        String::new()
-    } else {
-        format!(" WHERE {}", filters.join(" AND "))
-    };
+    let where_clause = where_clause(&filters);
     let unit = match query.interval {
         Interval::Hour => "hour",
         Interval::Day => "day",

@@ -83,18 +83,15 @@ pub(super) async fn list(
     let pairs = pairs(raw);
     let format = format(&pairs, &headers)?;
     let query = parse_event_query(&pairs, PASS_THROUGH_PARAMETERS, chrono::Utc::now())?;
-    let streamed = match format {
-        Format::Json => {
-            let page = state.engine.events(&query).await?;
-            let rows = page.events.len();
-            let view = EventPageView {
-                events: page.events.into_iter().map(EventView::from).collect(),
-                next_cursor: page.next_cursor,
-            };
-            return Ok(with_rows(Json(view), rows));
-        }
-        Format::Ndjson | Format::Csv => format,
-    };
+    if format == Format::Json {
+        let page = state.engine.events(&query).await?;
+        let rows = page.events.len();
+        let view = EventPageView {
+            events: page.events.into_iter().map(EventView::from).collect(),
+            next_cursor: page.next_cursor,
+        };
+        return Ok(with_rows(Json(view), rows));
+    }
     for field in ["limit", "cursor"] {
         if pairs.iter().any(|(key, _)| key == field) {
             return Err(Error::InvalidParameter {
@@ -105,7 +102,7 @@ pub(super) async fn list(
         }
     }
     let events = state.engine.export(&query.filter, query.order).await?;
-    let (content_type, body) = if streamed == Format::Ndjson {
+    let (content_type, body) = if format == Format::Ndjson {
         (
             "application/x-ndjson",
             Body::from_stream(events.map(|event| event.and_then(ndjson_line))),

@@ -486,25 +486,7 @@ async fn every_route_needs_a_token_with_its_scope_and_health_stays_open() {
             "{open} is open"
         );
     }
-    let (status, body) = {
-        let response = router
-            .clone()
-            .oneshot(
-                Request::get("/v1/events")
-                    .body(Body::empty())
-                    .expect("request"),
-            )
-            .await
-            .expect("response");
-        let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .expect("body");
-        (
-            status,
-            serde_json::from_slice::<Value>(&bytes).expect("json"),
-        )
-    };
+    let (status, body) = get(&router, "/v1/events").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"]["code"], "unauthorized");
 }
