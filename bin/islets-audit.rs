@@ -27,7 +27,8 @@ enum Command {
     /// same pipeline as production, into a local directory. Needs no AWS account.
     Demo(DemoArgs),
     /// Run the embedded default: HTTP ingest and the query API together on a local
-    /// directory (the demo's, by default). Loopback only until the API has authentication.
+    /// directory (the demo's, by default). Authentication is off: both APIs listen on
+    /// loopback only (run islets-query --tokens-file to serve others).
     Serve(ServeArgs),
     /// Write a generated data set as NDJSON (one SNS envelope per line), for
     /// `islets-ingester --source file`, backfill rehearsals and benchmarks.
