@@ -137,6 +137,11 @@ async fn serve(args: ServeArgs, shutdown: tokio_util::sync::CancellationToken) -
         store: args.data_dir.display().to_string(),
         listen: args.listen,
         tokens_file: None,
+        engine: islets_query::server::EngineKind::Datafusion,
+        athena_workgroup: String::new(),
+        athena_database: String::new(),
+        athena_output: None,
+        athena_timeout_secs: 1,
     }
     .validate()?;
     let ingest_config = IngesterConfig {
@@ -146,6 +151,7 @@ async fn serve(args: ServeArgs, shutdown: tokio_util::sync::CancellationToken) -
         },
         events_dir: args.events_dir.clone(),
         listen: Some(args.ingest_listen),
+        tokens_file: None,
         limits: FlushLimits {
             max_age: FlushLimits::HTTP_MAX_AGE,
             ..FlushLimits::DEFAULT
@@ -247,6 +253,7 @@ async fn demo(args: DemoArgs, shutdown: tokio_util::sync::CancellationToken) -> 
         store: location,
         events_dir: args.data_set.events_dir.clone(),
         listen: None,
+        tokens_file: None,
         limits: FlushLimits::DEFAULT,
         flush_retry: Default::default(),
     };

@@ -8,7 +8,8 @@
 //! * [`layout`]: the partition layout, the single mapping between records and object keys;
 //! * [`store`] and [`aws`]: store URIs, the archive handle over `object_store`, AWS SDK
 //!   configuration;
-//! * [`demo`]: a realistic generated data set.
+//! * [`demo`]: a realistic generated data set;
+//! * [`tokens`]: bearer tokens and scopes shared by the HTTP servers.
 //!
 //! This crate must not depend on any other Islets crate, nor on HTTP frameworks or CLI
 //! parsers: it is the bottom of the dependency graph.
@@ -25,5 +26,6 @@ pub mod record;
 pub mod schema;
 pub mod store;
 pub mod telemetry;
+pub mod tokens;
 
 pub use error::{Error, Result};

@@ -55,6 +55,12 @@ pub struct IngesterArgs {
     #[arg(long, env = "ISLETS_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
 
+    /// YAML file of bearer tokens (SHA-256 hashes, names, scopes; the query API's format):
+    /// POST /v1/ingest then needs a token with the audit:ingest scope. Without it, the
+    /// HTTP source only listens on loopback addresses.
+    #[arg(long, env = "ISLETS_TOKENS_FILE", value_name = "FILE")]
+    pub tokens_file: Option<PathBuf>,
+
     /// Directory of the events catalog (events/<aggregate>.yaml).
     #[arg(
         long,
@@ -158,6 +164,8 @@ pub struct IngesterConfig {
     pub store: StoreLocation,
     pub events_dir: PathBuf,
     pub listen: Option<SocketAddr>,
+    /// Bearer tokens for `POST /v1/ingest`; none means authentication is off.
+    pub tokens_file: Option<PathBuf>,
     pub limits: FlushLimits,
     /// How a flush that cannot store its files is retried (not a flag: tests shorten it).
     pub flush_retry: FlushRetry,
@@ -262,11 +270,19 @@ impl IngesterArgs {
             (None, SourceKind::File) => None,
             (None, _) => DEFAULT_LISTEN.parse().ok(),
         };
+        if let (SourceKind::Http, None, Some(listen)) = (self.source, &self.tokens_file, listen)
+            && !listen.ip().is_loopback()
+        {
+            return Err(Error::Config(format!(
+                "--listen {listen}: without --tokens-file HTTP ingest is unauthenticated, so it only listens on loopback addresses (127.0.0.1, ::1)"
+            )));
+        }
         Ok(IngesterConfig {
             source,
             store,
             events_dir: self.events_dir.clone(),
             listen,
+            tokens_file: self.tokens_file.clone(),
             limits: FlushLimits {
                 max_rows: self.max_batch_rows,
                 max_bytes: self.max_batch_bytes,

@@ -60,6 +60,7 @@ fn config(store: &Path, exit_when_idle: bool) -> IngesterConfig {
         },
         events_dir: events_dir(),
         listen: None,
+        tokens_file: None,
         limits: FlushLimits {
             max_rows: 10,
             max_bytes: 1 << 20,

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use islets_core::catalog::Catalog;
 use islets_core::store::Archive;
+use islets_core::tokens::Tokens;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{IngesterArgs, IngesterConfig, LogFormat, SourceConfig};
@@ -119,6 +120,10 @@ pub async fn run_with(
         archive,
         queue,
     } = components;
+    let tokens = match &config.tokens_file {
+        Some(path) => Some(Arc::new(Tokens::load(path).map_err(Error::Config)?)),
+        None => None,
+    };
     let metrics = Arc::new(Metrics::new());
     let writer_id = format!("ingester-{}-{}", std::process::id(), ulid::Ulid::new());
     let context = PipelineContext {
@@ -146,12 +151,18 @@ pub async fn run_with(
                 source,
             })?;
             tracing::info!(%address, "listening");
+            if matches!(config.source, SourceConfig::Http) && tokens.is_none() {
+                tracing::warn!(
+                    "authentication is OFF (no --tokens-file): anyone on this host can ingest"
+                );
+            }
             if let Some(bound_tx) = bound_tx {
                 let _ = bound_tx.send(address);
             }
             let ingest = matches!(config.source, SourceConfig::Http).then(|| HttpIngest {
                 catalog: catalog.clone(),
                 batches_tx: pipeline.batches_tx.clone(),
+                tokens: tokens.clone(),
             });
             let router = server::router(ServerState {
                 metrics: metrics.clone(),

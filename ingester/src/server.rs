@@ -15,6 +15,7 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use islets_core::catalog::Catalog;
 use islets_core::record::{Delivery, IngestSource};
+use islets_core::tokens::{Denial, SCOPE_INGEST, Tokens, error_body};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tower_http::timeout::TimeoutLayer;
@@ -33,6 +34,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 pub struct HttpIngest {
     pub catalog: Arc<Catalog>,
     pub batches_tx: mpsc::Sender<DecodedBatch>,
+    /// Bearer tokens; `None` means authentication is off (loopback only).
+    pub tokens: Option<Arc<Tokens>>,
 }
 
 /// Shared state of the routes.
@@ -87,8 +90,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body =
-            json!({"error": {"code": self.code, "message": self.message, "details": self.details}});
+        let body = error_body(self.code, &self.message, self.details);
         (self.status, Json(body)).into_response()
     }
 }
@@ -172,6 +174,21 @@ async fn ingest(
             "this ingester does not accept HTTP ingest (start it with --source http)",
         ));
     };
+    if let Some(tokens) = &ingest.tokens {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok());
+        match tokens.authorize(presented, SCOPE_INGEST) {
+            Ok(identity) => tracing::debug!(who = %identity.name, "ingest authorized"),
+            Err(denial) => {
+                let (status, code) = match denial {
+                    Denial::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthorized"),
+                    Denial::MissingScope { .. } => (StatusCode::FORBIDDEN, "forbidden"),
+                };
+                return Err(ApiError::new(status, code, denial.message()));
+            }
+        }
+    }
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
@@ -306,6 +323,10 @@ mod tests {
     }
 
     fn harness(with_ingest: bool) -> Harness {
+        harness_with_tokens(with_ingest, None)
+    }
+
+    fn harness_with_tokens(with_ingest: bool, tokens: Option<Tokens>) -> Harness {
         let archive = Archive::from_store(
             Arc::new(InMemory::new()),
             object_store::path::Path::from("root"),
@@ -329,6 +350,7 @@ mod tests {
         let ingest = with_ingest.then(|| HttpIngest {
             catalog: catalog(),
             batches_tx: pipeline.batches_tx.clone(),
+            tokens: tokens.map(Arc::new),
         });
         let state = ServerState {
             metrics,
@@ -376,6 +398,59 @@ mod tests {
             }
         })
         .to_string()
+    }
+
+    #[tokio::test]
+    async fn with_tokens_ingest_needs_the_ingest_scope_and_stores_nothing_otherwise() {
+        use islets_core::tokens::token_hash;
+        let tokens = Tokens::parse(&format!(
+            "tokens:\n  - name: reader\n    sha256: {}\n    scopes: [audit:read]\n  - name: producer\n    sha256: {}\n    scopes: [audit:ingest]\n",
+            token_hash("reader-token"),
+            token_hash("ingest-token")
+        ))
+        .expect("tokens");
+        let harness = harness_with_tokens(true, Some(tokens));
+        let request = |token: Option<&str>, id: &str| {
+            let mut request = post(Some("application/json"), envelope(id));
+            if let Some(token) = token {
+                request.headers_mut().insert(
+                    header::AUTHORIZATION,
+                    format!("Bearer {token}").parse().expect("header"),
+                );
+            }
+            request
+        };
+        let id = "00000000-0000-4000-8000-000000000001";
+        for (token, expected, code) in [
+            (None, StatusCode::UNAUTHORIZED, "unauthorized"),
+            (
+                Some("wrong-token"),
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+            ),
+            (Some("reader-token"), StatusCode::FORBIDDEN, "forbidden"),
+        ] {
+            let (status, body) = call(&harness.router, request(token, id)).await;
+            assert_eq!(status, expected, "{token:?}: {body}");
+            assert_eq!(body["error"]["code"], code, "{body}");
+        }
+        let stored = harness
+            .archive
+            .list_files(Table::Events)
+            .await
+            .expect("list");
+        assert!(stored.is_empty(), "refused requests store nothing");
+        let (status, body) = call(&harness.router, request(Some("ingest-token"), id)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["events"], 1);
+        let (status, _) = call(
+            &harness.router,
+            Request::get("/healthz")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "health stays open");
     }
 
     #[tokio::test]

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{DataType, Int64Type, TimestampMillisecondType};
+use datafusion::common::ScalarValue;
+use datafusion::datasource::listing::PartitionedFile;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::object_store::ObjectStoreUrl;
@@ -29,7 +31,7 @@ use ulid::Ulid;
 use crate::error::{Error, Result};
 use crate::model::{Cursor, EventFilter, EventQuery, Order, StatsQuery};
 use crate::sql::{
-    CompiledQuery, EVENTS_TABLE, RAW_EVENTS_TABLE, compile_correlation, compile_export,
+    CompiledQuery, Dialect, EVENTS_TABLE, RAW_EVENTS_TABLE, compile_correlation, compile_export,
     compile_page, compile_stats, events_view,
 };
 use crate::table::ArchiveFiles;
@@ -51,7 +53,7 @@ pub struct SqlResult {
 }
 
 /// One bucket of `/v1/stats`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct StatsBucket {
     /// Start of the bucket, RFC 3339.
     pub start: String,
@@ -125,21 +127,17 @@ impl DataFusionEngine {
     /// Runs compiled SQL over `files`, collecting the rows.
     async fn run(
         &self,
-        files: Vec<ObjectMeta>,
+        files: Vec<PartitionedFile>,
         compiled: CompiledQuery,
     ) -> Result<Vec<EventRecord>> {
         self.stream(files, compiled).await?.try_collect().await
     }
 
     /// A session in which `files` are the table `table_name`.
-    fn session(&self, files: Vec<ObjectMeta>, table_name: &str) -> Result<SessionContext> {
+    fn session(&self, files: Vec<PartitionedFile>, table_name: &str) -> Result<SessionContext> {
         let context = self.context();
         let store_url = ObjectStoreUrl::parse(STORE_URL).map_err(engine_error)?;
-        let table = ArchiveFiles {
-            schema: events_schema(),
-            store_url,
-            files,
-        };
+        let table = ArchiveFiles::new(events_schema(), store_url, files);
         context
             .register_table(table_name, Arc::new(table))
             .map_err(engine_error)?;
@@ -147,7 +145,11 @@ impl DataFusionEngine {
     }
 
     /// Compiled SQL over `files` (as the `events` table), planned with its parameters.
-    async fn frame(&self, files: Vec<ObjectMeta>, compiled: CompiledQuery) -> Result<DataFrame> {
+    async fn frame(
+        &self,
+        files: Vec<PartitionedFile>,
+        compiled: CompiledQuery,
+    ) -> Result<DataFrame> {
         self.session(files, EVENTS_TABLE)?
             .sql(&compiled.sql)
             .await
@@ -156,7 +158,11 @@ impl DataFusionEngine {
     }
 
     /// Runs compiled SQL over `files`, streaming the rows batch by batch.
-    async fn stream(&self, files: Vec<ObjectMeta>, compiled: CompiledQuery) -> Result<EventStream> {
+    async fn stream(
+        &self,
+        files: Vec<PartitionedFile>,
+        compiled: CompiledQuery,
+    ) -> Result<EventStream> {
         let frame = self.frame(files, compiled).await?;
         let batches = frame.execute_stream().await.map_err(engine_error)?;
         let events = batches
@@ -165,6 +171,30 @@ impl DataFusionEngine {
             .map_ok(|events| futures::stream::iter(events.into_iter().map(Ok)))
             .try_flatten();
         Ok(events.boxed())
+    }
+}
+
+/// A listed file with its partition values (`date`, `hour`), as the table reads it.
+fn archive_file((file, meta): &(DataFile, ObjectMeta)) -> PartitionedFile {
+    let mut partitioned = PartitionedFile::new_from_meta(meta.clone());
+    partitioned.partition_values = vec![
+        ScalarValue::Utf8(Some(file.partition.date.format("%Y-%m-%d").to_string())),
+        ScalarValue::Utf8(Some(format!("{:02}", file.partition.hour))),
+    ];
+    partitioned
+}
+
+#[cfg(test)]
+impl DataFusionEngine {
+    /// Runs SQL text (no parameters) over every listed file, as the `events` table.
+    pub(crate) async fn run_text(&self, sql: &str) -> Result<Vec<EventRecord>> {
+        let listing = self.listing().await?;
+        let files = listing.iter().map(archive_file).collect();
+        let compiled = CompiledQuery {
+            sql: sql.to_owned(),
+            parameters: Vec::new(),
+        };
+        self.run(files, compiled).await
     }
 }
 
@@ -191,6 +221,9 @@ pub trait QueryEngine: Send + Sync + 'static {
 
     /// Distinct events per time bucket (and group).
     async fn stats(&self, query: &StatsQuery) -> Result<Vec<StatsBucket>>;
+
+    /// Whether the engine can answer now (the store or the service answers).
+    async fn ready(&self) -> Result<()>;
 }
 
 #[async_trait]
@@ -205,12 +238,14 @@ impl QueryEngine for DataFusionEngine {
                 .max()
                 .unwrap_or(Ulid::nil()),
         };
-        let files: Vec<ObjectMeta> = listing
+        let files: Vec<PartitionedFile> = listing
             .iter()
             .filter(|(file, _)| file.id <= snapshot && query.filter.may_match(&file.partition))
-            .map(|(_, meta)| meta.clone())
+            .map(archive_file)
             .collect();
-        let mut events = self.run(files, compile_page(query)).await?;
+        let mut events = self
+            .run(files, compile_page(query, Dialect::DataFusion))
+            .await?;
         let next_cursor = if events.len() > query.limit {
             events.truncate(query.limit);
             events.last().map(|last| {
@@ -227,9 +262,12 @@ impl QueryEngine for DataFusionEngine {
 
     async fn correlation(&self, correlation_id: &str, max_rows: usize) -> Result<Vec<EventRecord>> {
         let listing = self.listing().await?;
-        let files = listing.iter().map(|(_, meta)| meta.clone()).collect();
-        self.run(files, compile_correlation(correlation_id, max_rows))
-            .await
+        let files = listing.iter().map(archive_file).collect();
+        self.run(
+            files,
+            compile_correlation(correlation_id, max_rows, Dialect::DataFusion),
+        )
+        .await
     }
 
     async fn export(&self, filter: &EventFilter, order: Order) -> Result<EventStream> {
@@ -237,9 +275,10 @@ impl QueryEngine for DataFusionEngine {
         let files = listing
             .iter()
             .filter(|(file, _)| filter.may_match(&file.partition))
-            .map(|(_, meta)| meta.clone())
+            .map(archive_file)
             .collect();
-        self.stream(files, compile_export(filter, order)).await
+        self.stream(files, compile_export(filter, order, Dialect::DataFusion))
+            .await
     }
 
     async fn sql(&self, sql: &str, max_rows: usize) -> Result<SqlResult> {
@@ -249,7 +288,7 @@ impl QueryEngine for DataFusionEngine {
             other => Error::InvalidSql(other.to_string()),
         };
         let listing = self.listing().await?;
-        let files = listing.iter().map(|(_, meta)| meta.clone()).collect();
+        let files = listing.iter().map(archive_file).collect();
         let context = self.session(files, RAW_EVENTS_TABLE)?;
         context.sql(&events_view()).await.map_err(engine_error)?;
         let read_only = SQLOptions::new()
@@ -300,12 +339,17 @@ impl QueryEngine for DataFusionEngine {
         })
     }
 
+    async fn ready(&self) -> Result<()> {
+        // The cached listing: at most one LIST per TTL however often probes come.
+        self.listing().await.map(|_| ())
+    }
+
     async fn stats(&self, query: &StatsQuery) -> Result<Vec<StatsBucket>> {
         let listing = self.listing().await?;
         let files = listing
             .iter()
             .filter(|(file, _)| query.filter.may_match(&file.partition))
-            .map(|(_, meta)| meta.clone())
+            .map(archive_file)
             .collect();
         let frame = self.frame(files, compile_stats(query)).await?;
         let batches = frame.collect().await.map_err(engine_error)?;

@@ -18,6 +18,10 @@ pub enum Error {
     #[error("archive: {0}")]
     Store(#[source] islets_core::Error),
 
+    /// The engine in use cannot answer this (API: 501).
+    #[error("{0}")]
+    Unsupported(String),
+
     /// The query engine failed (planning or execution).
     #[error("query engine: {0}")]
     Engine(String),
@@ -35,7 +39,9 @@ impl Error {
     pub fn field(&self) -> Option<&str> {
         match self {
             Error::InvalidParameter { field, .. } => Some(field),
-            Error::InvalidSql(_) | Error::Store(_) | Error::Engine(_) => None,
+            Error::InvalidSql(_) | Error::Store(_) | Error::Engine(_) | Error::Unsupported(_) => {
+                None
+            }
         }
     }
 }

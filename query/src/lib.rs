@@ -7,8 +7,10 @@
 //! Depends on `islets-core` only; knows nothing of HTTP frameworks.
 
 pub mod api;
+pub mod athena;
 pub mod engine;
 pub mod error;
+pub mod metrics;
 pub mod model;
 pub mod server;
 pub mod sql;

@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::auth::{Auth, Tokens};
 use crate::api::{AppState, router};
-use crate::engine::DataFusionEngine;
+use crate::athena::{AthenaEngine, AthenaSettings};
+use crate::engine::{DataFusionEngine, QueryEngine};
 
 /// Default address of the query API.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8081";
@@ -31,6 +32,50 @@ pub struct QueryArgs {
     /// API runs with authentication off, on loopback only.
     #[arg(long, env = "ISLETS_TOKENS_FILE", value_name = "FILE")]
     pub tokens_file: Option<std::path::PathBuf>,
+
+    /// Which engine answers: datafusion (embedded, reads the Parquet files directly) or
+    /// athena (distributed, over the Glue table; needs the table from `infra/`).
+    #[arg(long, env = "ISLETS_ENGINE", value_enum, default_value_t = EngineKind::Datafusion)]
+    pub engine: EngineKind,
+
+    /// Athena workgroup (with --engine athena).
+    #[arg(
+        long,
+        env = "ISLETS_ATHENA_WORKGROUP",
+        value_name = "NAME",
+        default_value = "primary"
+    )]
+    pub athena_workgroup: String,
+
+    /// Glue database holding the `events` table (with --engine athena).
+    #[arg(
+        long,
+        env = "ISLETS_ATHENA_DATABASE",
+        value_name = "NAME",
+        default_value = "islets_audit"
+    )]
+    pub athena_database: String,
+
+    /// Where Athena writes results (s3://bucket/prefix/), unless the workgroup enforces
+    /// its own location (with --engine athena).
+    #[arg(long, env = "ISLETS_ATHENA_OUTPUT", value_name = "URI")]
+    pub athena_output: Option<String>,
+
+    /// Longest an Athena query may run before it is stopped, in seconds.
+    #[arg(
+        long,
+        env = "ISLETS_ATHENA_TIMEOUT_SECS",
+        value_name = "SECONDS",
+        default_value_t = 55
+    )]
+    pub athena_timeout_secs: u64,
+}
+
+/// The query engines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EngineKind {
+    Datafusion,
+    Athena,
 }
 
 /// The validated configuration.
@@ -39,6 +84,8 @@ pub struct QueryConfig {
     pub store: StoreLocation,
     pub listen: SocketAddr,
     pub tokens_file: Option<std::path::PathBuf>,
+    /// `None`: DataFusion.
+    pub athena: Option<AthenaSettings>,
 }
 
 /// Why the query server could not start or stopped.
@@ -66,10 +113,34 @@ impl QueryArgs {
                 self.listen
             )));
         }
+        let athena = match self.engine {
+            EngineKind::Datafusion => None,
+            EngineKind::Athena => {
+                if let Some(output) = &self.athena_output
+                    && !output.starts_with("s3://")
+                {
+                    return Err(ServeError::Config(format!(
+                        "--athena-output {output}: an s3://bucket/prefix/ location"
+                    )));
+                }
+                if self.athena_timeout_secs == 0 {
+                    return Err(ServeError::Config(
+                        "--athena-timeout-secs: at least 1".to_owned(),
+                    ));
+                }
+                Some(AthenaSettings {
+                    workgroup: self.athena_workgroup.clone(),
+                    database: self.athena_database.clone(),
+                    output_location: self.athena_output.clone(),
+                    timeout: Duration::from_secs(self.athena_timeout_secs),
+                })
+            }
+        };
         Ok(QueryConfig {
             store,
             listen: self.listen,
             tokens_file: self.tokens_file.clone(),
+            athena,
         })
     }
 }
@@ -84,7 +155,7 @@ pub async fn serve(
         Some(path) => Auth::Tokens(Arc::new(Tokens::load(path).map_err(ServeError::Config)?)),
         None => Auth::Off,
     };
-    let aws = if config.store.is_s3() {
+    let aws = if config.store.is_s3() || config.athena.is_some() {
         Some(islets_core::aws::load_sdk_config().await)
     } else {
         None
@@ -101,10 +172,25 @@ pub async fn serve(
         "cannot reach the store {} (check the bucket, AWS credentials, AWS_REGION and AWS_ENDPOINT_URL)",
         config.store
     )))?;
-    let engine = DataFusionEngine::new(archive).map_err(|error| ServeError::Startup {
-        context: "cannot start the query engine".to_owned(),
-        source: Box::new(error),
-    })?;
+    let engine: Arc<dyn QueryEngine> = match (&config.athena, &aws) {
+        (Some(settings), Some(aws)) => {
+            let engine = AthenaEngine::new(aws, settings.clone());
+            engine.ready().await.map_err(|error| ServeError::Startup {
+                context: format!(
+                    "cannot use the Athena workgroup {} (--athena-workgroup; check AWS credentials and AWS_REGION)",
+                    settings.workgroup
+                ),
+                source: Box::new(error),
+            })?;
+            Arc::new(engine)
+        }
+        _ => Arc::new(
+            DataFusionEngine::new(archive).map_err(|error| ServeError::Startup {
+                context: "cannot start the query engine".to_owned(),
+                source: Box::new(error),
+            })?,
+        ),
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Startup {
@@ -117,7 +203,12 @@ pub async fn serve(
             context: "cannot read the listening address".to_owned(),
             source: Box::new(source),
         })?;
-    tracing::info!(%address, store = %config.store, "listening");
+    let engine_name = if config.athena.is_some() {
+        "athena"
+    } else {
+        "datafusion"
+    };
+    tracing::info!(%address, store = %config.store, engine = engine_name, "listening");
     if matches!(auth, Auth::Off) {
         tracing::warn!(
             "authentication is OFF (no --tokens-file): anyone on this host can query the archive"
@@ -129,8 +220,9 @@ pub async fn serve(
     axum::serve(
         listener,
         router(AppState {
-            engine: Arc::new(engine),
+            engine,
             auth,
+            metrics: Default::default(),
         }),
     )
     .with_graceful_shutdown(async move { shutdown.cancelled().await })

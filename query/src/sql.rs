@@ -1,6 +1,12 @@
 //! The query model compiled to SQL with positional parameters (`$1`, `$2`, ...): values are
 //! never spliced into the text. DataFusion runs this text over the selected files; the
-//! Athena engine will run the same text with its own placeholders and partition predicates.
+//! Athena engine runs the same text (see [`crate::athena`]) with `?` placeholders and the
+//! values as execution parameters. Time ranges also become predicates on the `date`
+//! partition column, which is what makes Athena's partition projection prune.
+//!
+//! The one difference between the dialects is the outermost select list: Athena returns
+//! every value as text, so it selects the `attributes` map as JSON
+//! ([`ATHENA_ATTRIBUTES`]) and the binary column as base64.
 
 use datafusion::common::ScalarValue;
 use islets_core::schema::events_schema;
@@ -11,6 +17,21 @@ use crate::model::{EventFilter, EventQuery, GroupBy, Interval, Order, StatsQuery
 pub const EVENTS_TABLE: &str = "events";
 /// In `/v1/sql`: every archived row, duplicates included.
 pub const RAW_EVENTS_TABLE: &str = "events_raw";
+
+/// Partition columns of the `events` table (Hive keys of the layout; Glue partition keys).
+pub const PARTITION_COLUMNS: [&str; 2] = ["date", "hour"];
+
+/// Who runs the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    DataFusion,
+    Athena,
+}
+
+/// How Athena selects the attributes map: as JSON text, which the engine parses back.
+pub const ATHENA_ATTRIBUTES: &str = "json_format(CAST(\"attributes\" AS JSON)) AS \"attributes\"";
+/// How Athena selects the reserved binary column: as base64 text.
+pub const ATHENA_CIPHERTEXT: &str = "to_base64(\"payload_ciphertext\") AS \"payload_ciphertext\"";
 
 /// SQL text and its parameters, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,10 +63,19 @@ impl Builder {
 }
 
 fn columns() -> String {
+    select_list(Dialect::DataFusion)
+}
+
+/// The archive's columns, as `dialect` selects them for the final result.
+fn select_list(dialect: Dialect) -> String {
     events_schema()
         .fields()
         .iter()
-        .map(|field| format!("\"{}\"", field.name()))
+        .map(|field| match (dialect, field.name().as_str()) {
+            (Dialect::Athena, "attributes") => ATHENA_ATTRIBUTES.to_owned(),
+            (Dialect::Athena, "payload_ciphertext") => ATHENA_CIPHERTEXT.to_owned(),
+            (_, name) => format!("\"{name}\""),
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -77,6 +107,17 @@ fn conditions(filter: &EventFilter, builder: &mut Builder) -> Vec<String> {
             builder.text(producer_system)
         ));
     }
+    // The partition predicates first: the day bounds of the range (Athena prunes
+    // partitions with them; the file selection already did for DataFusion).
+    let (first, last) = filter.partition_bounds();
+    if let Some(first) = first {
+        let day = first.date.format("%Y-%m-%d").to_string();
+        conditions.push(format!("\"date\" >= {}", builder.text(&day)));
+    }
+    if let Some(last) = last {
+        let day = last.date.format("%Y-%m-%d").to_string();
+        conditions.push(format!("\"date\" <= {}", builder.text(&day)));
+    }
     if let Some(since) = filter.since_ms {
         conditions.push(format!("published_at >= {}", builder.time(since)));
     }
@@ -94,9 +135,15 @@ fn conditions(filter: &EventFilter, builder: &mut Builder) -> Vec<String> {
 
 /// The query text: `filters` select rows, duplicates collapse by `event_id` (the earliest
 /// copy wins), then `outer` conditions, order and limit apply.
-fn assemble(filters: &[String], outer: &[String], order_by: &str, limit: Option<usize>) -> String {
+fn assemble(
+    dialect: Dialect,
+    filters: &[String],
+    outer: &[String],
+    order_by: &str,
+    limit: Option<usize>,
+) -> String {
     let where_clause = where_clause(filters);
-    let mut sql = deduplicated(EVENTS_TABLE, &where_clause);
+    let mut sql = deduplicated(dialect, EVENTS_TABLE, &where_clause);
     for condition in outer {
         sql.push_str(" AND ");
         sql.push_str(condition);
@@ -119,10 +166,11 @@ fn where_clause(conditions: &[String]) -> String {
 }
 
 /// Rows of `source` (filtered by `where_clause`), one per `event_id`: the earliest copy.
-fn deduplicated(source: &str, where_clause: &str) -> String {
+fn deduplicated(dialect: Dialect, source: &str, where_clause: &str) -> String {
     let columns = columns();
+    let select = select_list(dialect);
     format!(
-        "SELECT {columns} FROM (SELECT {columns}, row_number() OVER (PARTITION BY event_id ORDER BY published_at, ingested_at, sqs_message_id) AS islets_copy FROM {source}{where_clause}) AS matched WHERE islets_copy = 1"
+        "SELECT {select} FROM (SELECT {columns}, row_number() OVER (PARTITION BY event_id ORDER BY published_at, ingested_at, sqs_message_id) AS islets_copy FROM {source}{where_clause}) AS matched WHERE islets_copy = 1"
     )
 }
 
@@ -130,13 +178,13 @@ fn deduplicated(source: &str, where_clause: &str) -> String {
 pub fn events_view() -> String {
     format!(
         "CREATE VIEW {EVENTS_TABLE} AS {}",
-        deduplicated(RAW_EVENTS_TABLE, "")
+        deduplicated(Dialect::DataFusion, RAW_EVENTS_TABLE, "")
     )
 }
 
 /// One page of events, ordered by (`published_at`, `event_id`), after the cursor;
 /// `limit + 1` rows (the extra row tells whether a next page exists).
-pub fn compile_page(query: &EventQuery) -> CompiledQuery {
+pub fn compile_page(query: &EventQuery, dialect: Dialect) -> CompiledQuery {
     let mut builder = Builder {
         parameters: Vec::new(),
     };
@@ -157,14 +205,18 @@ pub fn compile_page(query: &EventQuery) -> CompiledQuery {
     }
     let order_by = format!("published_at {direction}, event_id {direction}");
     CompiledQuery {
-        sql: assemble(&filters, &outer, &order_by, Some(query.limit + 1)),
+        sql: assemble(dialect, &filters, &outer, &order_by, Some(query.limit + 1)),
         parameters: builder.parameters,
     }
 }
 
 /// A whole business flow: the events of one correlation id, ordered by when they
 /// happened (`occurred_at`), then `published_at`; at most `max_rows`.
-pub fn compile_correlation(correlation_id: &str, max_rows: usize) -> CompiledQuery {
+pub fn compile_correlation(
+    correlation_id: &str,
+    max_rows: usize,
+    dialect: Dialect,
+) -> CompiledQuery {
     let filter = EventFilter {
         correlation_id: Some(correlation_id.to_owned()),
         ..EventFilter::default()
@@ -175,13 +227,13 @@ pub fn compile_correlation(correlation_id: &str, max_rows: usize) -> CompiledQue
     let filters = conditions(&filter, &mut builder);
     let order_by = "occurred_at ASC NULLS LAST, published_at ASC, event_id ASC";
     CompiledQuery {
-        sql: assemble(&filters, &[], order_by, Some(max_rows)),
+        sql: assemble(dialect, &filters, &[], order_by, Some(max_rows)),
         parameters: builder.parameters,
     }
 }
 
 /// Every matching event, ordered like pages, with no limit: exports stream it.
-pub fn compile_export(filter: &EventFilter, order: Order) -> CompiledQuery {
+pub fn compile_export(filter: &EventFilter, order: Order, dialect: Dialect) -> CompiledQuery {
     let mut builder = Builder {
         parameters: Vec::new(),
     };
@@ -192,13 +244,14 @@ pub fn compile_export(filter: &EventFilter, order: Order) -> CompiledQuery {
     };
     let order_by = format!("published_at {direction}, event_id {direction}");
     CompiledQuery {
-        sql: assemble(&filters, &[], &order_by, None),
+        sql: assemble(dialect, &filters, &[], &order_by, None),
         parameters: builder.parameters,
     }
 }
 
 /// Distinct events per time bucket (and group): `bucket`, `key` (when grouped), `events`.
 /// The bucket width and group column come from enums, never from caller text.
+/// Stats return no attributes, so the text is the same for both dialects.
 pub fn compile_stats(query: &StatsQuery) -> CompiledQuery {
     let mut builder = Builder {
         parameters: Vec::new(),
@@ -217,7 +270,7 @@ pub fn compile_stats(query: &StatsQuery) -> CompiledQuery {
     };
     let sql = format!(
         "SELECT date_trunc('{unit}', published_at) AS bucket, {key} AS key, count(*) AS events FROM ({}) AS distinct_events GROUP BY 1, 2 ORDER BY 1, 2",
-        deduplicated(EVENTS_TABLE, &where_clause)
+        deduplicated(Dialect::DataFusion, EVENTS_TABLE, &where_clause)
     );
     CompiledQuery {
         sql,
@@ -241,7 +294,7 @@ mod tests {
             ),
         ];
         let query = parse_event_query(&pairs, &[], chrono::Utc::now()).expect("valid");
-        let compiled = compile_page(&query);
+        let compiled = compile_page(&query, Dialect::DataFusion);
         assert!(
             !compiled.sql.contains("1'='1") && !compiled.sql.contains("DROP"),
             "{}",
@@ -274,7 +327,7 @@ mod tests {
             order: Order::Desc,
             cursor: None,
         };
-        let compiled = compile_page(&query);
+        let compiled = compile_page(&query, Dialect::DataFusion);
         assert!(
             compiled.sql.contains("event_type = $1 AND aggregate = $2"),
             "{}",

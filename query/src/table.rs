@@ -5,25 +5,59 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{Result, project_schema};
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::table_schema::TableSchema;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
-use object_store::ObjectMeta;
 
-/// The files of one query.
+use crate::sql::PARTITION_COLUMNS;
+
+/// The files of one query, with the partition columns `date` and `hour` (strings, as the
+/// Hive keys and the Glue table have them) after the file columns.
 #[derive(Debug)]
 pub(crate) struct ArchiveFiles {
-    pub(crate) schema: SchemaRef,
-    pub(crate) store_url: ObjectStoreUrl,
-    pub(crate) files: Vec<ObjectMeta>,
+    file_schema: SchemaRef,
+    /// The file columns, then the partition columns.
+    schema: SchemaRef,
+    store_url: ObjectStoreUrl,
+    files: Vec<PartitionedFile>,
+}
+
+impl ArchiveFiles {
+    /// `files` carry their partition values in [`PARTITION_COLUMNS`] order.
+    pub(crate) fn new(
+        file_schema: SchemaRef,
+        store_url: ObjectStoreUrl,
+        files: Vec<PartitionedFile>,
+    ) -> Self {
+        let mut fields: Vec<FieldRef> = file_schema.fields().iter().cloned().collect();
+        fields.extend(partition_fields());
+        let schema = Arc::new(Schema::new_with_metadata(
+            fields,
+            file_schema.metadata().clone(),
+        ));
+        ArchiveFiles {
+            file_schema,
+            schema,
+            store_url,
+            files,
+        }
+    }
+}
+
+fn partition_fields() -> Vec<FieldRef> {
+    PARTITION_COLUMNS
+        .iter()
+        .map(|name| Arc::new(Field::new(*name, DataType::Utf8, false)))
+        .collect()
 }
 
 #[async_trait]
@@ -55,8 +89,8 @@ impl TableProvider for ArchiveFiles {
         let files: Vec<PartitionedFile> = self
             .files
             .iter()
-            .filter(|meta| meta.size > 0)
-            .map(|meta| PartitionedFile::new_from_meta(meta.clone()))
+            .filter(|file| file.object_meta.size > 0)
+            .cloned()
             .collect();
         if files.is_empty() {
             return Ok(Arc::new(EmptyExec::new(project_schema(
@@ -66,8 +100,12 @@ impl TableProvider for ArchiveFiles {
         }
         let groups = FileGroup::new(files).split_files(state.config().target_partitions());
         let options = state.default_table_options().parquet;
-        let source =
-            ParquetSource::new(self.schema.clone()).with_table_parquet_options(options.clone());
+        let source = ParquetSource::new(
+            TableSchema::builder(self.file_schema.clone())
+                .with_table_partition_cols(partition_fields())
+                .build(),
+        )
+        .with_table_parquet_options(options.clone());
         let config = FileScanConfigBuilder::new(self.store_url.clone(), Arc::new(source))
             .with_file_groups(groups)
             .with_projection_indices(projection.cloned())?

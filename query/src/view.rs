@@ -9,6 +9,7 @@ use islets_core::attributes::AttributeValue;
 use islets_core::record::EventRecord;
 use serde::Serialize;
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
 
 /// The payload: verbatim JSON, or the text when it is not JSON.
 #[derive(Debug, Serialize)]
@@ -19,7 +20,7 @@ pub enum PayloadView {
 }
 
 /// One event as the API returns it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct EventView {
     pub event_id: String,
     pub event_type: Option<String>,
@@ -29,15 +30,25 @@ pub struct EventView {
     pub correlation_id: Option<String>,
     pub trace_id: Option<String>,
     pub traceparent: Option<String>,
+    /// When it happened (payload timestamp), RFC 3339 UTC.
     pub occurred_at: Option<String>,
+    /// When SNS accepted it, RFC 3339 UTC.
     pub published_at: String,
     pub ingested_at: String,
     pub topic_arn: Option<String>,
     pub sns_message_id: Option<String>,
     pub sqs_message_id: Option<String>,
+    /// `sns-envelope` or `raw`.
+    #[schema(value_type = String)]
     pub delivery: &'static str,
+    /// `sqs`, `http` or `file`.
+    #[schema(value_type = String)]
     pub ingest_source: &'static str,
+    /// Every message attribute, the standard ones included.
+    #[schema(value_type = crate::api::openapi::AttributeMap)]
     pub attributes: BTreeMap<String, AttributeValue>,
+    /// The published message: embedded JSON, or a string when it is not JSON.
+    #[schema(value_type = Value)]
     pub payload: PayloadView,
     pub schema_valid: bool,
     pub schema_error: Option<String>,

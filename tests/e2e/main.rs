@@ -4,6 +4,7 @@
 
 mod support;
 
+mod athena;
 mod bad_config;
 mod demo;
 mod http_source;

@@ -10,21 +10,26 @@ use futures::StreamExt;
 use islets_core::record::EventRecord;
 use serde::Serialize;
 
+use super::openapi::ErrorResponse;
 use super::{ApiError, AppState, with_rows};
 use crate::error::Error;
 use crate::model::{EventFilter, EventQuery, Order, PASS_THROUGH_PARAMETERS, parse_event_query};
 use crate::view::{EventView, rfc3339_ms};
+use utoipa::ToSchema;
 
 /// Most events returned for one correlation id.
 pub(super) const MAX_FLOW_EVENTS: usize = 10_000;
 
-#[derive(Serialize)]
+/// One page of events.
+#[derive(Serialize, ToSchema)]
 pub(super) struct EventPageView {
     events: Vec<EventView>,
+    /// Pass as `cursor` for the next page; null on the last page.
     next_cursor: Option<String>,
 }
 
-#[derive(Serialize)]
+/// A business flow: the events of one correlation id, in the order they happened.
+#[derive(Serialize, ToSchema)]
 pub(super) struct FlowView {
     correlation_id: String,
     events: Vec<EventView>,
@@ -75,6 +80,37 @@ fn format(pairs: &[(String, String)], headers: &HeaderMap) -> Result<Format, Api
     })
 }
 
+/// Events matching filters: a JSON page, or every match streamed as NDJSON or CSV
+/// (`format=` or `Accept`), duplicates collapsed.
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "events",
+    params(
+        ("event_id" = Option<Vec<String>>, Query, description = "Event ids (repeatable, at most 100)"),
+        ("correlation_id" = Option<String>, Query, description = "One business flow"),
+        ("event_type" = Option<String>, Query, description = "`listing.sold`, or `sold` (with `aggregate` to narrow)"),
+        ("aggregate" = Option<String>, Query, description = "`listing`"),
+        ("producer_system" = Option<String>, Query, description = "The publishing system"),
+        ("since" = Option<String>, Query, description = "Inclusive start of published_at: RFC 3339, a date, or a duration ago (`2h`, `7d`)"),
+        ("until" = Option<String>, Query, description = "Exclusive end of published_at, same forms as since"),
+        ("schema_valid" = Option<bool>, Query, description = "Only events that passed (true) or failed (false) schema validation"),
+        ("limit" = Option<usize>, Query, description = "Events per JSON page: default 100, at most 1000"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("order" = Option<String>, Query, description = "`asc` (default) or `desc` by published_at"),
+        ("format" = Option<String>, Query, description = "`json` (default), `ndjson` or `csv`"),
+    ),
+    responses(
+        (status = 200, description = "A page (JSON), or every matching event streamed", content(
+            (EventPageView = "application/json"),
+            (String = "application/x-ndjson"),
+            (String = "text/csv"),
+        )),
+        (status = 400, description = "A parameter is invalid; `details.field` names it", body = ErrorResponse),
+        (status = 401, description = "No or unknown bearer token", body = ErrorResponse),
+        (status = 403, description = "The token lacks audit:read", body = ErrorResponse),
+    )
+)]
 pub(super) async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -187,6 +223,20 @@ fn csv_row(event: EventRecord) -> Bytes {
     ))
 }
 
+/// One event with its payload, attributes and delivery metadata.
+#[utoipa::path(
+    get,
+    path = "/v1/events/{event_id}",
+    tag = "events",
+    params(("event_id" = String, Path, description = "The event id")),
+    responses(
+        (status = 200, body = EventView),
+        (status = 404, description = "No such event", body = ErrorResponse),
+        (status = 400, description = "A parameter is invalid; `details.field` names it", body = ErrorResponse),
+        (status = 401, description = "No or unknown bearer token", body = ErrorResponse),
+        (status = 403, description = "The token lacks audit:read", body = ErrorResponse),
+    )
+)]
 pub(super) async fn one(
     State(state): State<AppState>,
     Path(event_id): Path<String>,
@@ -209,6 +259,20 @@ pub(super) async fn one(
     Ok(with_rows(Json(EventView::from(event)), 1))
 }
 
+/// The whole flow of one correlation id, by occurred_at then published_at (at most 10,000).
+#[utoipa::path(
+    get,
+    path = "/v1/correlations/{correlation_id}",
+    tag = "events",
+    params(("correlation_id" = String, Path, description = "The correlation id")),
+    responses(
+        (status = 200, body = FlowView),
+        (status = 404, description = "No event has this correlation id", body = ErrorResponse),
+        (status = 400, description = "A parameter is invalid; `details.field` names it", body = ErrorResponse),
+        (status = 401, description = "No or unknown bearer token", body = ErrorResponse),
+        (status = 403, description = "The token lacks audit:read", body = ErrorResponse),
+    )
+)]
 pub(super) async fn correlation(
     State(state): State<AppState>,
     Path(correlation_id): Path<String>,

@@ -5,6 +5,7 @@
 pub mod auth;
 mod events;
 mod health;
+pub(crate) mod openapi;
 mod sql;
 mod stats;
 
@@ -30,6 +31,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct AppState {
     pub engine: Arc<dyn QueryEngine>,
     pub auth: auth::Auth,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The routes.
@@ -37,6 +39,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(openapi::openapi))
         .route("/v1/events", get(events::list))
         .route("/v1/events/{event_id}", get(events::one))
         .route(
@@ -93,6 +97,12 @@ impl From<Error> for ApiError {
                 message,
                 details: json!({"field": "sql"}),
             },
+            Error::Unsupported(message) => ApiError {
+                status: StatusCode::NOT_IMPLEMENTED,
+                code: "not_supported",
+                message,
+                details: json!({}),
+            },
             Error::Store(source) => {
                 tracing::error!(error = %source, "archive unavailable");
                 ApiError {
@@ -117,8 +127,7 @@ impl From<Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body =
-            json!({"error": {"code": self.code, "message": self.message, "details": self.details}});
+        let body = islets_core::tokens::error_body(self.code, &self.message, self.details);
         (self.status, axum::Json(body)).into_response()
     }
 }

@@ -9,27 +9,47 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::openapi::ErrorResponse;
 use super::{ApiError, AppState, with_rows};
 use crate::engine::SqlResult;
 use axum::response::Response;
+use utoipa::ToSchema;
 
 /// Most rows one SQL answer holds (`truncated` says when more existed).
 pub(super) const MAX_SQL_ROWS: usize = 10_000;
 /// Longest a SQL query may run.
 const SQL_TIMEOUT: Duration = Duration::from_secs(30);
 
-#[derive(Deserialize)]
+/// One read-only query over `events` (duplicates collapsed) and `events_raw`.
+#[derive(Deserialize, ToSchema)]
 pub(super) struct SqlRequest {
     sql: String,
 }
 
-#[derive(serde::Serialize)]
+/// The rows, one JSON object each.
+#[derive(serde::Serialize, ToSchema)]
 pub(super) struct SqlResponse {
     columns: Vec<String>,
     rows: Vec<serde_json::Value>,
     truncated: bool,
 }
 
+/// Runs one read-only SELECT (30 s timeout, at most 10,000 rows); DDL, DML, COPY, SET and
+/// multiple statements are refused.
+#[utoipa::path(
+    post,
+    path = "/v1/sql",
+    tag = "sql",
+    request_body = SqlRequest,
+    responses(
+        (status = 200, body = SqlResponse),
+        (status = 400, description = "Not a single read-only query, or it fails to plan", body = ErrorResponse),
+        (status = 401, body = ErrorResponse),
+        (status = 403, description = "The token lacks audit:sql", body = ErrorResponse),
+        (status = 501, description = "Not available on this engine (athena)", body = ErrorResponse),
+        (status = 504, description = "Timed out", body = ErrorResponse),
+    )
+)]
 pub(super) async fn run(
     State(state): State<AppState>,
     body: Result<Json<SqlRequest>, JsonRejection>,

@@ -4,21 +4,50 @@ use axum::Json;
 use axum::extract::{RawQuery, State};
 use serde::Serialize;
 
+use super::openapi::ErrorResponse;
 use super::{ApiError, AppState, with_rows};
 use crate::engine::StatsBucket;
 use crate::model::{GroupBy, Interval, parse_stats_query};
 use crate::view::rfc3339_ms;
 use axum::response::Response;
+use utoipa::ToSchema;
 
-#[derive(Serialize)]
+/// Distinct events per bucket.
+#[derive(Serialize, ToSchema)]
 pub(super) struct StatsView {
+    /// `hour` or `day`.
+    #[schema(value_type = String)]
     interval: Interval,
+    /// `event_type`, `aggregate` or `producer_system`.
+    #[schema(value_type = Option<String>)]
     group_by: Option<GroupBy>,
     since: Option<String>,
     until: Option<String>,
     buckets: Vec<StatsBucket>,
 }
 
+/// Distinct events per hour or day over a range, optionally grouped.
+#[utoipa::path(
+    get,
+    path = "/v1/stats",
+    tag = "stats",
+    params(
+        ("since" = String, Query, description = "Start of the range (RFC 3339, date or duration ago)"),
+        ("until" = Option<String>, Query, description = "End of the range (default now)"),
+        ("interval" = Option<String>, Query, description = "`hour` (ranges up to 31 days) or `day` (default)"),
+        ("group_by" = Option<String>, Query, description = "`event_type`, `aggregate` or `producer_system`"),
+        ("event_type" = Option<String>, Query, description = "Filters, as on /v1/events"),
+        ("aggregate" = Option<String>, Query),
+        ("producer_system" = Option<String>, Query),
+        ("schema_valid" = Option<bool>, Query),
+    ),
+    responses(
+        (status = 200, body = StatsView),
+        (status = 400, description = "A parameter is invalid; `details.field` names it", body = ErrorResponse),
+        (status = 401, body = ErrorResponse),
+        (status = 403, body = ErrorResponse),
+    )
+)]
 pub(super) async fn stats(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,

@@ -18,6 +18,7 @@ async fn app() -> (axum::Router, Fixture) {
         router(AppState {
             engine: Arc::new(engine),
             auth: super::auth::Auth::Off,
+            metrics: Default::default(),
         }),
         fixture,
     )
@@ -413,6 +414,7 @@ async fn every_route_needs_a_token_with_its_scope_and_health_stays_open() {
     let router = router(AppState {
         engine: Arc::new(engine),
         auth: Auth::Tokens(Arc::new(tokens)),
+        metrics: Default::default(),
     });
 
     let call = |method: &str, uri: &str, token: Option<&str>| {
@@ -489,4 +491,180 @@ async fn every_route_needs_a_token_with_its_scope_and_health_stays_open() {
     let (status, body) = get(&router, "/v1/events").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"]["code"], "unauthorized");
+}
+
+/// The schema the OpenAPI document declares for `template` / `method` / `status`, as a
+/// JSON Schema whose `$ref`s resolve inside the document.
+fn declared_schema(document: &Value, template: &str, method: &str, status: u16) -> Value {
+    let pointer = format!(
+        "/paths/{}/{method}/responses/{status}/content/application~1json/schema",
+        template.replace('~', "~0").replace('/', "~1")
+    );
+    assert!(
+        document.pointer(&pointer).is_some(),
+        "the document declares no JSON body for {method} {template} {status}"
+    );
+    let mut schema = document.clone();
+    if let Some(object) = schema.as_object_mut() {
+        let fragment = pointer.replace('{', "%7B").replace('}', "%7D");
+        object.insert("$ref".to_owned(), Value::String(format!("#{fragment}")));
+        object.insert(
+            "$schema".to_owned(),
+            Value::String("https://json-schema.org/draft/2020-12/schema".to_owned()),
+        );
+    }
+    schema
+}
+
+#[tokio::test]
+async fn real_responses_match_the_served_openapi_document() {
+    let (router, _fixture) = app().await;
+    let (status, document) = get(&router, "/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        document["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1")),
+        "{}",
+        document["openapi"]
+    );
+    for route in [
+        "/v1/events",
+        "/v1/events/{event_id}",
+        "/v1/correlations/{correlation_id}",
+        "/v1/stats",
+        "/v1/sql",
+        "/healthz",
+        "/readyz",
+    ] {
+        assert!(
+            document["paths"][route].is_object(),
+            "{route} is documented"
+        );
+    }
+    let cases: Vec<(&str, &str, String, u16)> = vec![
+        ("/v1/events", "get", "/v1/events?limit=3".into(), 200),
+        ("/v1/events", "get", "/v1/events?limit=100000".into(), 400),
+        (
+            "/v1/events/{event_id}",
+            "get",
+            "/v1/events/event-016".into(),
+            200,
+        ),
+        (
+            "/v1/events/{event_id}",
+            "get",
+            "/v1/events/missing".into(),
+            404,
+        ),
+        (
+            "/v1/correlations/{correlation_id}",
+            "get",
+            "/v1/correlations/corr-2".into(),
+            200,
+        ),
+        (
+            "/v1/correlations/{correlation_id}",
+            "get",
+            "/v1/correlations/none".into(),
+            404,
+        ),
+        (
+            "/v1/stats",
+            "get",
+            "/v1/stats?since=2026-01-01&group_by=aggregate".into(),
+            200,
+        ),
+        ("/v1/stats", "get", "/v1/stats?interval=week".into(), 400),
+        ("/healthz", "get", "/healthz".into(), 200),
+        ("/readyz", "get", "/readyz".into(), 200),
+    ];
+    for (template, method, uri, expected) in cases {
+        let (status, body) = get(&router, &uri).await;
+        assert_eq!(status.as_u16(), expected, "{uri}: {body}");
+        let schema = declared_schema(&document, template, method, expected);
+        let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+        let errors: Vec<String> = validator
+            .iter_errors(&body)
+            .map(|error| format!("{} at {}", error, error.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "{uri}: {errors:?}\n{body}");
+    }
+    for (body, expected) in [
+        (r#"{"sql":"SELECT count(*) AS n FROM events"}"#, 200),
+        (r#"{"sql":"DROP TABLE events"}"#, 400),
+    ] {
+        let (status, answer) = post_sql(&router, body).await;
+        assert_eq!(status.as_u16(), expected, "{answer}");
+        let schema = declared_schema(&document, "/v1/sql", "post", expected);
+        let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+        assert!(validator.is_valid(&answer), "{body}: {answer}");
+    }
+    // The check can fail: a page is not an event.
+    let (_, page) = get(&router, "/v1/events?limit=1").await;
+    let schema = declared_schema(&document, "/v1/events/{event_id}", "get", 200);
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    assert!(
+        !validator.is_valid(&page),
+        "a page must not validate as one event"
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_template_and_status() {
+    let (router, _fixture) = app().await;
+    for uri in [
+        "/v1/events/event-016",
+        "/v1/events/event-002",
+        "/v1/events/missing",
+    ] {
+        get(&router, uri).await;
+    }
+    let (status, _, text) = get_text(&router, "/metrics", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        text.contains(
+            r#"islets_query_requests_total{route="/v1/events/{event_id}",status="200"} 2"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"islets_query_requests_total{route="/v1/events/{event_id}",status="404"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("event-016"), "raw paths never become labels");
+    assert!(
+        text.contains("islets_query_request_seconds_bucket"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn readyz_fails_when_the_archive_cannot_be_read() {
+    let directory = tempfile::tempdir().expect("tempdir");
+    let root = directory.path().join("archive");
+    std::fs::create_dir_all(&root).expect("mkdir");
+    let archive = islets_core::store::Archive::open(
+        &islets_core::store::StoreLocation::Local { root: root.clone() },
+        None,
+    )
+    .expect("archive");
+    let router = router(AppState {
+        engine: Arc::new(DataFusionEngine::new(archive).expect("engine")),
+        auth: super::auth::Auth::Off,
+        metrics: Default::default(),
+    });
+    let (status, _) = get(&router, "/readyz").await;
+    assert_eq!(status, StatusCode::OK);
+    // The directory becomes a file: listing it fails.
+    std::fs::remove_dir_all(&root).expect("rm");
+    std::fs::write(&root, b"not a directory").expect("write");
+    tokio::time::sleep(crate::engine::LISTING_TTL).await;
+    let (status, body) = get(&router, "/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "not_ready");
+    let (status, _) = get(&router, "/healthz").await;
+    assert_eq!(status, StatusCode::OK, "alive, though not ready");
 }
