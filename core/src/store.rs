@@ -15,7 +15,7 @@ use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, RetryCon
 
 use crate::aws::SdkCredentialProvider;
 use crate::error::{Error, Result};
-use crate::layout::{DataFile, Table};
+use crate::layout::{DataFile, Partition, Table};
 
 /// Where the archive lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,17 +201,35 @@ impl Archive {
 
     /// Every data file of `table`, with its object metadata, in key order.
     pub async fn list_files(&self, table: Table) -> Result<Vec<(DataFile, ObjectMeta)>> {
+        self.list_files_after(table, None).await
+    }
+
+    /// The data files of the partitions from `first` on (a LIST that starts after the
+    /// keys of earlier partitions: cheap however old the archive is), in key order.
+    pub async fn list_files_from(&self, first: &Partition) -> Result<Vec<(DataFile, ObjectMeta)>> {
+        self.list_files_after(first.table, Some(first)).await
+    }
+
+    async fn list_files_after(
+        &self,
+        table: Table,
+        first: Option<&Partition>,
+    ) -> Result<Vec<(DataFile, ObjectMeta)>> {
         let prefix = self.root.clone().join(table.prefix());
+        let listing = match first {
+            // Keys of `first` and later sort after its directory name.
+            Some(first) => {
+                let offset = crate::layout::join(&self.root, &first.relative_dir());
+                self.store.list_with_offset(Some(&prefix), &offset)
+            }
+            None => self.store.list(Some(&prefix)),
+        };
         let objects: Vec<ObjectMeta> =
-            self.store
-                .list(Some(&prefix))
-                .try_collect()
-                .await
-                .map_err(|source| Error::Store {
-                    operation: "list",
-                    location: prefix.to_string(),
-                    source,
-                })?;
+            listing.try_collect().await.map_err(|source| Error::Store {
+                operation: "list",
+                location: prefix.to_string(),
+                source,
+            })?;
         let mut files: Vec<_> = objects
             .into_iter()
             .filter_map(|meta| DataFile::parse(&self.root, &meta.location).map(|file| (file, meta)))

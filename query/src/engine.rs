@@ -20,7 +20,7 @@ use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use futures::{StreamExt, TryStreamExt};
-use islets_core::layout::{DataFile, Table};
+use islets_core::layout::{DataFile, Partition, Table};
 use islets_core::record::EventRecord;
 use islets_core::schema::{events_from_batch, events_schema};
 use islets_core::store::Archive;
@@ -29,6 +29,7 @@ use tokio::sync::Mutex;
 use ulid::Ulid;
 
 use crate::error::{Error, Result};
+use crate::id_index::{IdColumn, IdIndex};
 use crate::model::{Cursor, EventFilter, EventQuery, Order, StatsQuery};
 use crate::sql::{
     CompiledQuery, Dialect, EVENTS_TABLE, RAW_EVENTS_TABLE, compile_correlation, compile_export,
@@ -36,8 +37,14 @@ use crate::sql::{
 };
 use crate::table::ArchiveFiles;
 
-/// How long a listing of the archive is reused.
+/// How long a listing of the archive is reused; then the open hours are listed again.
 pub const LISTING_TTL: Duration = Duration::from_secs(2);
+/// Hours this close to now (and later) are open: new files land there, so they are
+/// listed again every [`LISTING_TTL`] (one LIST that starts at their keys).
+pub const OPEN_HOURS: i64 = 2;
+/// How long the listing of closed hours is reused. Files landing in a closed hour (a
+/// backfill, a DLQ re-drive) become visible within this time.
+pub const CLOSED_LISTING_TTL: Duration = Duration::from_secs(300);
 const STORE_URL: &str = "islets://archive";
 /// Memory all queries of one engine may hold before sorts spill to disk.
 pub const QUERY_MEMORY_BYTES: usize = 512 * 1024 * 1024;
@@ -77,11 +84,22 @@ pub struct EventPage {
 
 type Listing = Arc<Vec<(DataFile, ObjectMeta)>>;
 
+/// The cached listing and when its parts were last listed.
+struct CachedListing {
+    files: Listing,
+    /// The whole archive.
+    full_at: Instant,
+    /// The open hours.
+    open_at: Instant,
+}
+
 /// DataFusion over one archive.
 pub struct DataFusionEngine {
     archive: Archive,
     runtime: Arc<RuntimeEnv>,
-    listing: Mutex<Option<(Instant, Listing)>>,
+    listing: Mutex<Option<CachedListing>>,
+    closed_listing_ttl: Duration,
+    ids: IdIndex,
 }
 
 impl DataFusionEngine {
@@ -95,28 +113,102 @@ impl DataFusionEngine {
         let url = url::Url::parse(STORE_URL).map_err(|error| Error::Engine(error.to_string()))?;
         // The archive's store, rooted so that object keys are the layout keys.
         runtime.register_object_store(&url, archive.object_store().clone());
+        let ids = IdIndex::new(archive.object_store().clone());
         Ok(DataFusionEngine {
             archive,
             runtime,
             listing: Mutex::new(None),
+            closed_listing_ttl: CLOSED_LISTING_TTL,
+            ids,
         })
     }
 
+    /// Every data file, from the cache: the open hours are listed again after
+    /// [`LISTING_TTL`], the whole archive after [`CLOSED_LISTING_TTL`].
     async fn listing(&self) -> Result<Listing> {
         let mut cached = self.listing.lock().await;
-        if let Some((at, listing)) = cached.as_ref()
-            && at.elapsed() < LISTING_TTL
-        {
-            return Ok(listing.clone());
+        let now = Instant::now();
+        match cached.as_mut() {
+            Some(cache) if cache.open_at.elapsed() < LISTING_TTL => {
+                return Ok(cache.files.clone());
+            }
+            Some(cache) if cache.full_at.elapsed() < self.closed_listing_ttl => {
+                let first_open = Partition::for_timestamp_ms(
+                    Table::Events,
+                    chrono::Utc::now().timestamp_millis() - OPEN_HOURS * 3_600_000,
+                );
+                let open = self
+                    .archive
+                    .list_files_from(&first_open)
+                    .await
+                    .map_err(Error::Store)?;
+                let mut files: Vec<(DataFile, ObjectMeta)> = cache
+                    .files
+                    .iter()
+                    .filter(|(file, _)| file.partition < first_open)
+                    .cloned()
+                    .collect();
+                files.extend(open);
+                cache.files = Arc::new(files);
+                cache.open_at = now;
+                return Ok(cache.files.clone());
+            }
+            _ => {}
         }
-        let listing = Arc::new(
+        let files = Arc::new(
             self.archive
                 .list_files(Table::Events)
                 .await
                 .map_err(Error::Store)?,
         );
-        *cached = Some((Instant::now(), listing.clone()));
-        Ok(listing)
+        *cached = Some(CachedListing {
+            files: files.clone(),
+            full_at: now,
+            open_at: now,
+        });
+        self.ids
+            .retain_listed(files.iter().map(|(_, meta)| meta))
+            .await;
+        Ok(files)
+    }
+
+    /// The files a filter needs: partitions in its range, taken at `snapshot`, and for
+    /// id filters only the files whose bloom filters may hold the ids.
+    async fn select(
+        &self,
+        listing: &Listing,
+        filter: &EventFilter,
+        snapshot: Option<Ulid>,
+    ) -> Result<Vec<PartitionedFile>> {
+        let in_range: Vec<&(DataFile, ObjectMeta)> = listing
+            .iter()
+            .filter(|(file, _)| {
+                snapshot.is_none_or(|snapshot| file.id <= snapshot)
+                    && filter.may_match(&file.partition)
+            })
+            .collect();
+        let probe = if !filter.event_ids.is_empty() {
+            Some((IdColumn::EventId, filter.event_ids.clone()))
+        } else {
+            filter
+                .correlation_id
+                .as_ref()
+                .map(|id| (IdColumn::CorrelationId, vec![id.clone()]))
+        };
+        let Some((column, values)) = probe else {
+            return Ok(in_range.into_iter().map(archive_file).collect());
+        };
+        let candidates = self
+            .ids
+            .candidates(in_range.iter().map(|(_, meta)| meta), column, &values)
+            .await?;
+        let wanted: std::collections::HashSet<&object_store::path::Path> =
+            candidates.iter().map(|meta| &meta.location).collect();
+        Ok(in_range
+            .into_iter()
+            .filter(|(_, meta)| wanted.contains(&meta.location))
+            .map(archive_file)
+            .collect())
     }
 
     fn context(&self) -> SessionContext {
@@ -186,6 +278,11 @@ fn archive_file((file, meta): &(DataFile, ObjectMeta)) -> PartitionedFile {
 
 #[cfg(test)]
 impl DataFusionEngine {
+    pub(crate) fn with_closed_listing_ttl(mut self, ttl: Duration) -> Self {
+        self.closed_listing_ttl = ttl;
+        self
+    }
+
     /// Runs SQL text (no parameters) over every listed file, as the `events` table.
     pub(crate) async fn run_text(&self, sql: &str) -> Result<Vec<EventRecord>> {
         let listing = self.listing().await?;
@@ -238,11 +335,7 @@ impl QueryEngine for DataFusionEngine {
                 .max()
                 .unwrap_or(Ulid::nil()),
         };
-        let files: Vec<PartitionedFile> = listing
-            .iter()
-            .filter(|(file, _)| file.id <= snapshot && query.filter.may_match(&file.partition))
-            .map(archive_file)
-            .collect();
+        let files = self.select(&listing, &query.filter, Some(snapshot)).await?;
         let mut events = self
             .run(files, compile_page(query, Dialect::DataFusion))
             .await?;
@@ -272,11 +365,7 @@ impl QueryEngine for DataFusionEngine {
 
     async fn export(&self, filter: &EventFilter, order: Order) -> Result<EventStream> {
         let listing = self.listing().await?;
-        let files = listing
-            .iter()
-            .filter(|(file, _)| filter.may_match(&file.partition))
-            .map(archive_file)
-            .collect();
+        let files = self.select(&listing, filter, None).await?;
         self.stream(files, compile_export(filter, order, Dialect::DataFusion))
             .await
     }
@@ -460,6 +549,31 @@ mod tests {
             vec![fixture.records[16].clone()],
             "rows come back whole"
         );
+    }
+
+    #[tokio::test]
+    async fn open_hours_are_listed_again_within_seconds_closed_hours_later() {
+        let fixture = fixture().await;
+        let engine = DataFusionEngine::new(fixture.archive.clone())
+            .expect("engine")
+            .with_closed_listing_ttl(Duration::from_secs(4));
+        async fn count(engine: &DataFusionEngine) -> usize {
+            let query = query("limit=1000");
+            engine.events(&query).await.expect("query").events.len()
+        }
+        let before = count(&engine).await;
+        assert_eq!(before, fixture.records.len());
+        let now = chrono::Utc::now().timestamp_millis();
+        write(&fixture.archive, &[record(200, now)]).await;
+        write(&fixture.archive, &[record(201, START + 3 * HOUR)]).await;
+        tokio::time::sleep(LISTING_TTL).await;
+        assert_eq!(
+            count(&engine).await,
+            before + 1,
+            "the open hour is listed again"
+        );
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert_eq!(count(&engine).await, before + 2, "then the whole archive");
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@ pub mod api;
 pub mod athena;
 pub mod engine;
 pub mod error;
+pub mod id_index;
 pub mod metrics;
 pub mod model;
 pub mod server;
