@@ -9,4 +9,5 @@ mod bad_config;
 mod demo;
 mod http_source;
 mod query_api;
+mod readme;
 mod sqs_ingest;
