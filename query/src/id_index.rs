@@ -177,7 +177,7 @@ impl IdIndex {
     }
 
     /// Files whose filters are held.
-    pub async fn len(&self) -> usize {
+    pub async fn files_held(&self) -> usize {
         self.files.lock().await.len()
     }
 }
@@ -240,7 +240,7 @@ mod tests {
             .expect("candidates");
         assert!(all.len() <= 1, "a missing id rules out (almost) every file");
         assert_eq!(
-            index.len().await,
+            index.files_held().await,
             metas.len(),
             "every file's filters are held"
         );
@@ -261,6 +261,6 @@ mod tests {
         assert!(!flows.is_empty());
         // Files gone from the listing are forgotten.
         index.retain_listed(&metas[..1]).await;
-        assert_eq!(index.len().await, 1);
+        assert_eq!(index.files_held().await, 1);
     }
 }
