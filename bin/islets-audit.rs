@@ -1,5 +1,6 @@
 //! `islets-audit`: the umbrella command. It only wires the libraries together.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -33,7 +34,25 @@ enum Command {
     /// Write a generated data set as NDJSON (one SNS envelope per line), for
     /// `islets-ingester --source file`, backfill rehearsals and benchmarks.
     Generate(GenerateArgs),
+    /// Create or update the pipeline on AWS, as the CloudFormation template in infra/ does:
+    /// archive bucket, audit queue and DLQ, queue policy, SNS subscriptions to every
+    /// <aggregate>-events topic of the catalog, Glue table, Athena workgroup. Idempotent:
+    /// prints one line per change, or "no changes".
+    #[command(after_help = PROVISION_EXAMPLES)]
+    Provision(islets_infra::ProvisionArgs),
 }
+
+const PROVISION_EXAMPLES: &str = "\
+Examples:
+  islets-audit provision --bucket acme-islets-audit --dry-run
+  islets-audit provision --bucket acme-islets-audit --kms-key-id alias/islets-audit
+  islets-audit provision --bucket dev-islets-audit --create-topics
+  islets-audit provision --print-ddl > infra/athena/events.sql
+
+Every check (flags, the events catalog, the KMS key, the topics, the bucket) runs before the
+first change. AWS settings come from the SDK's own chain (AWS_REGION, AWS_PROFILE,
+AWS_ENDPOINT_URL, roles). Exit status: 0 done, 1 failed while applying (run it again to
+finish), 2 refused before any change. docs/DEPLOY.md describes what it creates.";
 
 #[derive(Debug, Args)]
 struct ServeArgs {
@@ -129,7 +148,48 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => common::report("islets-audit generate", error.as_ref(), 1),
         },
+        Command::Provision(args) => provision(&args),
     }
+}
+
+fn provision(args: &islets_infra::ProvisionArgs) -> ExitCode {
+    const PROGRAM: &str = "islets-audit provision";
+    if args.print_ddl {
+        return match args.events_ddl() {
+            Ok(ddl) => {
+                print!("{ddl}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => common::report(PROGRAM, &error, 2),
+        };
+    }
+    let config = match args.validate() {
+        Ok(config) => config,
+        Err(error) => return common::report(PROGRAM, &error, 2),
+    };
+    common::block_on(|shutdown| async move {
+        let sdk = islets_core::aws::load_sdk_config().await;
+        // A closed stdout (`| head`) must not stop provisioning half-way.
+        let mut print = |change: &islets_infra::Change| {
+            let _ = writeln!(std::io::stdout(), "{change}");
+        };
+        tokio::select! {
+            result = islets_infra::provision(&config, &sdk, &mut print) => match result {
+                Ok(report) => {
+                    println!("{}", report.summary());
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    let code = if error.is_configuration() { 2 } else { 1 };
+                    common::report(PROGRAM, &error, code)
+                }
+            },
+            () = shutdown.cancelled() => {
+                eprintln!("{PROGRAM}: interrupted before the end; provisioning is idempotent, run it again to finish");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }
 
 async fn serve(args: ServeArgs, shutdown: tokio_util::sync::CancellationToken) -> DemoResult<()> {

@@ -41,7 +41,8 @@ pub struct EventTypeFilter {
 pub struct EventFilter {
     pub event_ids: Vec<String>,
     pub correlation_id: Option<String>,
-    pub event_type: Option<EventTypeFilter>,
+    /// Any of these event types (none: every type).
+    pub event_types: Vec<EventTypeFilter>,
     pub aggregate: Option<String>,
     pub producer_system: Option<String>,
     /// Inclusive lower bound of `published_at`, ms since the epoch.
@@ -188,7 +189,7 @@ pub fn parse_time(text: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
 }
 
 /// An aggregate, event type or similar catalog identifier: snake_case.
-fn identifier(field: &str, value: &str) -> Result<String> {
+pub fn identifier(field: &str, value: &str) -> Result<String> {
     let mut chars = value.chars();
     let valid = chars.next().is_some_and(|c| c.is_ascii_lowercase())
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
@@ -341,7 +342,7 @@ pub fn parse_event_query(
         } else {
             aggregate
         },
-        event_type,
+        event_types: event_type.into_iter().collect(),
         producer_system: single
             .get("producer_system")
             .map(|value| (*value).to_owned()),
@@ -473,7 +474,7 @@ mod tests {
         let query = parse("event_type=listing.sold&since=2026-11-01&until=2h&producer_system=api&schema_valid=false&limit=50&order=desc&format=csv")
             .expect("valid");
         assert_eq!(
-            query.filter.event_type,
+            query.filter.event_types.first().cloned(),
             Some(EventTypeFilter {
                 aggregate: Some("listing".into()),
                 event_type: "sold".into()
@@ -492,7 +493,7 @@ mod tests {
 
         let bare = parse("event_type=sold&aggregate=listing&event_id=a&event_id=b").expect("valid");
         assert_eq!(
-            bare.filter.event_type,
+            bare.filter.event_types.first().cloned(),
             Some(EventTypeFilter {
                 aggregate: Some("listing".into()),
                 event_type: "sold".into()
@@ -502,7 +503,11 @@ mod tests {
         assert_eq!(bare.limit, DEFAULT_LIMIT);
         let any_aggregate = parse("event_type=sold").expect("valid");
         assert_eq!(
-            any_aggregate.filter.event_type.and_then(|t| t.aggregate),
+            any_aggregate
+                .filter
+                .event_types
+                .first()
+                .and_then(|t| t.aggregate.clone()),
             None
         );
     }

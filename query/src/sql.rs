@@ -89,14 +89,24 @@ fn conditions(filter: &EventFilter, builder: &mut Builder) -> Vec<String> {
     if let Some(correlation_id) = &filter.correlation_id {
         conditions.push(format!("correlation_id = {}", builder.text(correlation_id)));
     }
-    if let Some(event_type) = &filter.event_type {
-        conditions.push(format!(
-            "event_type = {}",
-            builder.text(&event_type.event_type)
-        ));
-        if let Some(aggregate) = &event_type.aggregate {
-            conditions.push(format!("aggregate = {}", builder.text(aggregate)));
-        }
+    if !filter.event_types.is_empty() {
+        let alternatives: Vec<String> = filter
+            .event_types
+            .iter()
+            .map(|event_type| {
+                let name = builder.text(&event_type.event_type);
+                match &event_type.aggregate {
+                    Some(aggregate) => {
+                        format!(
+                            "(event_type = {name} AND aggregate = {})",
+                            builder.text(aggregate)
+                        )
+                    }
+                    None => format!("(event_type = {name})"),
+                }
+            })
+            .collect();
+        conditions.push(format!("({})", alternatives.join(" OR ")));
     }
     if let Some(aggregate) = &filter.aggregate {
         conditions.push(format!("aggregate = {}", builder.text(aggregate)));
@@ -317,10 +327,10 @@ mod tests {
     fn an_event_type_with_its_aggregate_filters_both() {
         let query = EventQuery {
             filter: EventFilter {
-                event_type: Some(EventTypeFilter {
+                event_types: vec![EventTypeFilter {
                     aggregate: Some("listing".into()),
                     event_type: "sold".into(),
-                }),
+                }],
                 ..EventFilter::default()
             },
             limit: 10,

@@ -8,6 +8,8 @@ mod athena;
 mod bad_config;
 mod demo;
 mod http_source;
+mod provision;
 mod query_api;
 mod readme;
+mod replay;
 mod sqs_ingest;

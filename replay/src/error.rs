@@ -1,0 +1,56 @@
+//! The error type of `islets-replay`.
+
+/// Result alias used across the crate.
+pub type Result<T, E = ReplayError> = std::result::Result<T, E>;
+
+/// Why a replay did not run, or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// A flag or a file given is wrong; nothing was sent (exit 2).
+    #[error("{0}")]
+    Usage(String),
+
+    /// The target cannot be used (missing, unreachable, not allowed); nothing was sent
+    /// (exit 2).
+    #[error("{0}")]
+    Target(String),
+
+    /// The selection no longer matches the plan being executed; nothing was sent (exit 2).
+    #[error("{0}")]
+    PlanMismatch(String),
+
+    /// The archive could not be read.
+    #[error("cannot read the archive: {0}")]
+    Query(#[source] islets_query::Error),
+
+    /// The store (ledger, checkpoint in the store) failed.
+    #[error("{0}")]
+    Store(#[source] islets_core::Error),
+
+    /// A local file (plan, report, checkpoint, output) failed.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Sending failed in a way retries cannot fix (the target went away, access denied).
+    #[error("{0}")]
+    Send(String),
+}
+
+impl ReplayError {
+    /// The process exit code: 2 when nothing was sent because the input was wrong.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ReplayError::Usage(_) | ReplayError::Target(_) | ReplayError::PlanMismatch(_) => 2,
+            _ => 1,
+        }
+    }
+
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+        let context = context.into();
+        move |source| ReplayError::Io { context, source }
+    }
+}

@@ -1,0 +1,94 @@
+//! The replay ledger: every executed replay is recorded in the store under
+//! `replays/<date>/<replay_id>.json` (who, when, why, selection, target, counts, plan hash,
+//! status), written when it starts and again when it ends, so the replay itself is
+//! auditable. `islets-replay history` lists it.
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use islets_core::layout::join;
+use islets_core::store::Archive;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ReplayError, Result};
+use crate::run::Outcome;
+use crate::selection::Selection;
+use crate::target::TargetSpec;
+
+/// The store prefix of the ledger.
+pub const LEDGER_PREFIX: &str = "replays";
+
+/// One executed replay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    pub replay_id: String,
+    /// `running`, `completed`, `completed_with_failures`, `interrupted`, `failed`.
+    pub status: String,
+    pub operator: String,
+    pub reason: String,
+    pub started_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    pub store: String,
+    pub selection: Selection,
+    pub target: TargetSpec,
+    pub id_set_sha256: String,
+    pub events_selected: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+    /// Set when this run continued an earlier one (`--resume`).
+    #[serde(default)]
+    pub resumed: bool,
+    pub version: String,
+}
+
+impl LedgerEntry {
+    fn key(&self) -> String {
+        let date = self.started_at.get(..10).unwrap_or("unknown");
+        format!("{LEDGER_PREFIX}/{date}/{}.json", self.replay_id)
+    }
+
+    /// Writes (or rewrites) the entry.
+    pub async fn save(&self, archive: &Archive) -> Result<()> {
+        let text = serde_json::to_vec_pretty(self).map_err(|error| {
+            ReplayError::Send(format!("cannot encode the ledger entry: {error}"))
+        })?;
+        let key = join(archive.root(), &self.key());
+        archive
+            .put(&key, Bytes::from(text))
+            .await
+            .map_err(ReplayError::Store)
+    }
+}
+
+/// Every ledger entry, oldest first.
+pub async fn history(archive: &Archive) -> Result<Vec<LedgerEntry>> {
+    let prefix = join(archive.root(), LEDGER_PREFIX);
+    let mut objects: Vec<object_store::ObjectMeta> = archive
+        .object_store()
+        .list(Some(&prefix))
+        .try_collect()
+        .await
+        .map_err(|source| {
+            ReplayError::Store(islets_core::Error::Store {
+                operation: "list",
+                location: prefix.to_string(),
+                source,
+            })
+        })?;
+    objects.sort_by(|a, b| a.location.cmp(&b.location));
+    let mut entries = Vec::with_capacity(objects.len());
+    for object in objects {
+        let bytes = archive
+            .get(&object.location)
+            .await
+            .map_err(ReplayError::Store)?;
+        match serde_json::from_slice::<LedgerEntry>(&bytes) {
+            Ok(entry) => entries.push(entry),
+            Err(error) => {
+                tracing::warn!(key = %object.location, %error, "not a ledger entry; skipped");
+            }
+        }
+    }
+    entries.sort_by(|a, b| a.started_at.cmp(&b.started_at));
+    Ok(entries)
+}
