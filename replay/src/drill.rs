@@ -452,12 +452,7 @@ impl Scratch {
             .name(&name)
             .send()
             .await
-            .map_err(|error| {
-                failed(
-                    "topic",
-                    aws_sdk_sns::error::DisplayErrorContext(&error).to_string(),
-                )
-            })?
+            .map_err(|error| failed("topic", crate::target::aws_message(&error)))?
             .topic_arn
             .unwrap_or_default();
         let queue_url = sqs
@@ -465,12 +460,7 @@ impl Scratch {
             .queue_name(&name)
             .send()
             .await
-            .map_err(|error| {
-                failed(
-                    "queue",
-                    aws_sdk_sqs::error::DisplayErrorContext(&error).to_string(),
-                )
-            })?
+            .map_err(|error| failed("queue", crate::target::aws_message(&error)))?
             .queue_url
             .unwrap_or_default();
         let scratch = Scratch {
@@ -484,12 +474,7 @@ impl Scratch {
                 .attribute_names(QueueAttributeName::QueueArn)
                 .send()
                 .await
-                .map_err(|error| {
-                    failed(
-                        "queue",
-                        aws_sdk_sqs::error::DisplayErrorContext(&error).to_string(),
-                    )
-                })?
+                .map_err(|error| failed("queue", crate::target::aws_message(&error)))?
                 .attributes
                 .and_then(|attributes| attributes.get(&QueueAttributeName::QueueArn).cloned())
                 .unwrap_or_default();
@@ -508,24 +493,14 @@ impl Scratch {
                 .attributes(QueueAttributeName::Policy, policy.to_string())
                 .send()
                 .await
-                .map_err(|error| {
-                    failed(
-                        "queue policy",
-                        aws_sdk_sqs::error::DisplayErrorContext(&error).to_string(),
-                    )
-                })?;
+                .map_err(|error| failed("queue policy", crate::target::aws_message(&error)))?;
             sns.subscribe()
                 .topic_arn(&scratch.topic_arn)
                 .protocol("sqs")
                 .endpoint(queue_arn)
                 .send()
                 .await
-                .map_err(|error| {
-                    failed(
-                        "subscription",
-                        aws_sdk_sns::error::DisplayErrorContext(&error).to_string(),
-                    )
-                })?;
+                .map_err(|error| failed("subscription", crate::target::aws_message(&error)))?;
             Ok(())
         }
         .await;
@@ -538,10 +513,10 @@ impl Scratch {
 
     async fn remove(&self, sns: &aws_sdk_sns::Client, sqs: &aws_sdk_sqs::Client) {
         if let Err(error) = sns.delete_topic().topic_arn(&self.topic_arn).send().await {
-            tracing::warn!(topic = %self.topic_arn, error = %aws_sdk_sns::error::DisplayErrorContext(&error), "scratch topic not removed");
+            tracing::warn!(topic = %self.topic_arn, error = %crate::target::aws_message(&error), "scratch topic not removed");
         }
         if let Err(error) = sqs.delete_queue().queue_url(&self.queue_url).send().await {
-            tracing::warn!(queue = %self.queue_url, error = %aws_sdk_sqs::error::DisplayErrorContext(&error), "scratch queue not removed");
+            tracing::warn!(queue = %self.queue_url, error = %crate::target::aws_message(&error), "scratch queue not removed");
         }
     }
 }

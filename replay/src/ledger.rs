@@ -1,5 +1,5 @@
 //! The replay ledger: every executed replay is recorded in the store under
-//! `replays/<date>/<replay_id>.json` (who, when, why, selection, target, counts, plan hash,
+//! `replays/<date>/<replay_id>-<run_id>.json` (one file per run: a resumed replay adds one) (who, when, why, selection, target, counts, plan hash,
 //! status), written when it starts and again when it ends, so the replay itself is
 //! auditable. `islets-replay history` lists it.
 
@@ -21,6 +21,8 @@ pub const LEDGER_PREFIX: &str = "replays";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LedgerEntry {
     pub replay_id: String,
+    /// This invocation: a resumed replay keeps its replay id and adds a run.
+    pub run_id: String,
     /// `running`, `completed`, `completed_with_failures`, `interrupted`, `failed`.
     pub status: String,
     pub operator: String,
@@ -44,7 +46,10 @@ pub struct LedgerEntry {
 impl LedgerEntry {
     fn key(&self) -> String {
         let date = self.started_at.get(..10).unwrap_or("unknown");
-        format!("{LEDGER_PREFIX}/{date}/{}.json", self.replay_id)
+        format!(
+            "{LEDGER_PREFIX}/{date}/{}-{}.json",
+            self.replay_id, self.run_id
+        )
     }
 
     /// Writes (or rewrites) the entry.

@@ -320,6 +320,7 @@ pub async fn replay(args: ReplayArgs, cancel: CancellationToken) -> Result<u8> {
     };
     let mut entry = LedgerEntry {
         replay_id: replay_id.clone(),
+        run_id: ulid::Ulid::new().to_string(),
         status: "running".to_owned(),
         operator: args
             .operator
@@ -506,7 +507,11 @@ pub async fn print_history(store: &str) -> Result<()> {
             entry.started_at,
             entry.replay_id,
             entry.operator,
-            entry.status,
+            if entry.resumed {
+                format!("{} (resumed)", entry.status)
+            } else {
+                entry.status.clone()
+            },
             sent,
             failed,
             entry.target,

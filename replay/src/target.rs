@@ -97,6 +97,22 @@ fn is_fifo(destination: &str) -> bool {
     destination.ends_with(".fifo")
 }
 
+/// An SDK error in a line: `Code: message` for service errors, the whole chain otherwise.
+pub(crate) fn aws_message<E>(error: &aws_sdk_sns::error::SdkError<E>) -> String
+where
+    E: aws_sdk_sns::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    use aws_sdk_sns::error::SdkError;
+    match error {
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or("error");
+            let message = service.err().message().unwrap_or_default();
+            format!("{code}: {message}")
+        }
+        other => aws_sdk_sns::error::DisplayErrorContext(other).to_string(),
+    }
+}
+
 /// Whether an SDK error (SNS or SQS: the same smithy type) is worth retrying (throttling,
 /// 5xx, timeouts, connection).
 fn retry_of<E: aws_sdk_sns::error::ProvideErrorMetadata>(
@@ -186,12 +202,7 @@ impl Sender for SnsSender {
             .set_publish_batch_request_entries(Some(entries))
             .send()
             .await
-            .map_err(|error| {
-                (
-                    retry_of(&error),
-                    aws_sdk_sns::error::DisplayErrorContext(&error).to_string(),
-                )
-            })?;
+            .map_err(|error| (retry_of(&error), aws_message(&error)))?;
         let failed = answer
             .failed
             .unwrap_or_default()
@@ -269,12 +280,7 @@ impl Sender for SqsSender {
             .set_entries(Some(entries))
             .send()
             .await
-            .map_err(|error| {
-                (
-                    retry_of(&error),
-                    aws_sdk_sqs::error::DisplayErrorContext(&error).to_string(),
-                )
-            })?;
+            .map_err(|error| (retry_of(&error), aws_message(&error)))?;
         let failed = answer
             .failed
             .into_iter()
@@ -359,7 +365,7 @@ pub async fn resolve_topic(client: &aws_sdk_sns::Client, given: &str) -> Result<
             .map_err(|error| {
                 ReplayError::Target(format!(
                     "topic {arn}: {} (check the name, AWS_REGION and credentials)",
-                    aws_sdk_sns::error::DisplayErrorContext(&error)
+                    aws_message(&error)
                 ))
             })
     };
@@ -371,7 +377,7 @@ pub async fn resolve_topic(client: &aws_sdk_sns::Client, given: &str) -> Result<
         let page = page.map_err(|error| {
             ReplayError::Target(format!(
                 "cannot list SNS topics to find '{given}': {}",
-                aws_sdk_sns::error::DisplayErrorContext(&error)
+                aws_message(&error)
             ))
         })?;
         for topic in page.topics.unwrap_or_default() {
@@ -401,7 +407,7 @@ pub async fn resolve_queue(client: &aws_sdk_sqs::Client, given: &str) -> Result<
             .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
             .send()
             .await
-            .map_err(|error| failed(aws_sdk_sqs::error::DisplayErrorContext(&error).to_string()))?;
+            .map_err(|error| failed(aws_message(&error)))?;
         return Ok(given.to_owned());
     }
     client
@@ -409,7 +415,7 @@ pub async fn resolve_queue(client: &aws_sdk_sqs::Client, given: &str) -> Result<
         .queue_name(given)
         .send()
         .await
-        .map_err(|error| failed(aws_sdk_sqs::error::DisplayErrorContext(&error).to_string()))?
+        .map_err(|error| failed(aws_message(&error)))?
         .queue_url
         .ok_or_else(|| failed("no URL returned".to_owned()))
 }

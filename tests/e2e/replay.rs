@@ -487,6 +487,15 @@ async fn bad_input_is_refused_with_a_clear_message_and_nothing_sent() {
     let moto = moto();
     let demo = demo("10").await;
     let queue = create_queue(&moto).await;
+    let topic_arn = moto
+        .sns()
+        .create_topic()
+        .name(unique("unconfirmed"))
+        .send()
+        .await
+        .expect("topic")
+        .topic_arn
+        .expect("arn");
     let cases: Vec<(Vec<String>, &str)> = vec![
         (
             vec![
@@ -533,6 +542,27 @@ async fn bad_input_is_refused_with_a_clear_message_and_nothing_sent() {
                 queue.clone(),
             ],
             "--reason",
+        ),
+        (
+            // The demo's topics (account 000000000000) do not exist here.
+            vec![
+                "--since".into(),
+                "30d".into(),
+                "--to-original".into(),
+                "--yes".into(),
+            ],
+            "--to-original: topic arn:aws:sns:us-east-1:000000000000:",
+        ),
+        (
+            vec![
+                "--since".into(),
+                "30d".into(),
+                "--to-topic".into(),
+                topic_arn.clone(),
+                "--reason".into(),
+                "x".into(),
+            ],
+            "confirm with --yes (stdin is not a terminal)",
         ),
     ];
     for (args, expected) in cases {
@@ -706,4 +736,65 @@ async fn the_drill_passes_on_a_healthy_store_and_names_what_went_missing_or_chan
         markdown.contains("FAIL") && markdown.contains(dropped.iter().next().expect("one")),
         "{markdown}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_queue_gets_group_ids_from_correlations_and_events_in_time_order() {
+    let moto = moto();
+    let demo = demo("15").await;
+    let flow = demo
+        .events
+        .iter()
+        .filter_map(|e| e.correlation_id.clone())
+        .max_by_key(|id| {
+            demo.events
+                .iter()
+                .filter(|e| e.correlation_id.as_ref() == Some(id))
+                .count()
+        })
+        .expect("a flow");
+    let mut expected: Vec<&EventRecord> = demo
+        .events
+        .iter()
+        .filter(|e| e.correlation_id.as_ref() == Some(&flow))
+        .collect();
+    expected.sort_by_key(|e| (e.published_at_ms, e.event_id.clone()));
+    assert!(expected.len() >= 2, "{flow}");
+    let queue = moto
+        .sqs()
+        .create_queue()
+        .queue_name(format!("{}.fifo", unique("consumer")))
+        .attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true")
+        .send()
+        .await
+        .expect("fifo queue")
+        .queue_url
+        .expect("url");
+    let mut command = replay(&moto, &demo.dir);
+    command
+        .args([
+            "--correlation-id",
+            &flow,
+            "--order",
+            "per-correlation",
+            "--to-queue",
+            &queue,
+        ])
+        .args(["--reason", "test: fifo"]);
+    let (code, stdout, stderr) = run(command).await;
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let messages = drain(&moto, &queue, expected.len()).await;
+    let bodies: Vec<&str> = messages
+        .iter()
+        .map(|m| m.body().unwrap_or_default())
+        .collect();
+    let want: Vec<&str> = expected.iter().map(|e| e.payload.as_str()).collect();
+    assert_eq!(bodies, want, "in published order");
+    for message in &messages {
+        let group = message
+            .attributes()
+            .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
+            .cloned();
+        assert_eq!(group.as_deref(), Some(flow.as_str()));
+    }
 }
