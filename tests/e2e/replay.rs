@@ -597,15 +597,6 @@ async fn the_drill_passes_on_a_healthy_store_and_names_what_went_missing_or_chan
     let work = demo.dir.parent().expect("parent").to_owned();
 
     // Healthy: scratch topic and queue, everything arrives, the scratch is removed.
-    let topics_before = moto
-        .sns()
-        .list_topics()
-        .send()
-        .await
-        .expect("topics")
-        .topics
-        .unwrap_or_default()
-        .len();
     let mut command = moto.command(REPLAY);
     command
         .current_dir(crate::support::repo_root())
@@ -626,16 +617,32 @@ async fn the_drill_passes_on_a_healthy_store_and_names_what_went_missing_or_chan
         markdown.contains("PASS") && markdown.contains("Time to restore"),
         "{markdown}"
     );
-    let topics_after = moto
+    // The scratch topic and queue are gone (other tests create topics meanwhile: look for
+    // this drill's own).
+    let scratch_topic = report["topic_arn"].as_str().expect("topic").to_owned();
+    assert!(scratch_topic.contains("islets-drill-"), "{scratch_topic}");
+    let topics: Vec<String> = moto
         .sns()
         .list_topics()
+        .into_paginator()
+        .items()
         .send()
+        .collect::<Vec<_>>()
         .await
-        .expect("topics")
-        .topics
-        .unwrap_or_default()
-        .len();
-    assert_eq!(topics_after, topics_before, "the scratch topic is removed");
+        .into_iter()
+        .filter_map(|topic| topic.ok().and_then(|topic| topic.topic_arn))
+        .collect();
+    assert!(
+        !topics.contains(&scratch_topic),
+        "the scratch topic is removed"
+    );
+    let scratch_queue = moto
+        .sqs()
+        .get_queue_attributes()
+        .queue_url(report["queue_url"].as_str().expect("queue"))
+        .send()
+        .await;
+    assert!(scratch_queue.is_err(), "the scratch queue is removed");
 
     // Unhealthy: the given subscription drops every listing.sold (a filter policy), and the
     // queue already holds an altered copy of one event.
