@@ -51,3 +51,14 @@ impl Error {
         }
     }
 }
+
+impl crate::kind::Classify for Error {
+    fn kind(&self) -> crate::kind::ErrorKind {
+        use crate::kind::ErrorKind;
+        match self {
+            Error::Catalog { .. } | Error::Config(_) | Error::Io { .. } => ErrorKind::Usage,
+            Error::Store { .. } => ErrorKind::Unavailable,
+            Error::Parquet(_) | Error::Arrow(_) => ErrorKind::Internal,
+        }
+    }
+}
