@@ -12,6 +12,17 @@ use tokio_util::sync::CancellationToken;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Prints an error with its causes and ends with the exit status its kind decides (2: refused
+/// before anything was done, 1: failed while running). The one place that maps errors
+/// to exit statuses.
+#[allow(
+    dead_code,
+    reason = "binaries whose errors do not implement Classify yet use report"
+)]
+pub(crate) fn fail<E: islets_core::kind::Classify>(program: &str, error: &E) -> ExitCode {
+    report(program, error, error.kind().exit_code())
+}
+
 /// Prints an error with its causes and returns the exit code.
 pub(crate) fn report(program: &str, error: &dyn std::error::Error, code: u8) -> ExitCode {
     let message = error.to_string();

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use islets_query::server::{QueryArgs, ServeError, serve};
+use islets_api::{QueryArgs, serve};
 
 mod common;
 
@@ -29,15 +29,12 @@ fn main() -> ExitCode {
     islets_core::telemetry::init(true, "info");
     let config = match cli.args.validate() {
         Ok(config) => config,
-        Err(error) => return common::report("islets-query", &error, 2),
+        Err(error) => return common::fail("islets-query", &error),
     };
     common::block_on(|shutdown| async move {
         match serve(config, shutdown, None).await {
             Ok(()) => ExitCode::SUCCESS,
-            Err(error @ (ServeError::Config(_) | ServeError::Startup { .. })) => {
-                common::report("islets-query", &error, 2)
-            }
-            Err(error @ ServeError::Runtime(_)) => common::report("islets-query", &error, 1),
+            Err(error) => common::fail("islets-query", &error),
         }
     })
 }

@@ -77,12 +77,51 @@ impl ErrorKind {
     pub fn is_client_error(self) -> bool {
         self.http_status() < 500
     }
+
+    /// The machine-readable code of an HTTP error body when the error names none.
+    pub fn default_code(self) -> &'static str {
+        match self {
+            ErrorKind::Usage => "invalid_request",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Unauthenticated => "unauthorized",
+            ErrorKind::Forbidden => "forbidden",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::TooLarge => "too_large",
+            ErrorKind::TooManyRequests => "too_many_requests",
+            ErrorKind::Unsupported => "not_supported",
+            ErrorKind::Precondition | ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Internal => "internal",
+        }
+    }
+
+    /// What a client is told of a server-side failure (5xx), whose details stay in the log.
+    pub fn public_message(self) -> &'static str {
+        match self {
+            ErrorKind::Precondition | ErrorKind::Unavailable => {
+                "a dependency (the archive, a queue, AWS) cannot be reached right now; retry later"
+            }
+            ErrorKind::Timeout => "the request ran out of time",
+            _ => "the request failed; the details are in the server log",
+        }
+    }
 }
 
 /// Implemented by every crate's error type.
 pub trait Classify: std::error::Error {
     /// The kind of this failure.
     fn kind(&self) -> ErrorKind;
+
+    /// The stable machine-readable code of an HTTP error body (`invalid_parameter`,
+    /// `invalid_sql`, ...); by default the kind's.
+    fn code(&self) -> &'static str {
+        self.kind().default_code()
+    }
+
+    /// Structured details of an HTTP error body (`{"field": "since"}`); empty by default.
+    fn details(&self) -> serde_json::Value {
+        serde_json::Value::Object(serde_json::Map::new())
+    }
 }
 
 /// An error and its causes on one line ("GetQueueUrl failed: service error:

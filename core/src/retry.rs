@@ -85,11 +85,8 @@ mod tests {
 
     use super::*;
 
-    const POLICY: RetryPolicy = RetryPolicy::new(
-        Duration::from_millis(100),
-        Duration::from_secs(2),
-        Some(6),
-    );
+    const POLICY: RetryPolicy =
+        RetryPolicy::new(Duration::from_millis(100), Duration::from_secs(2), Some(6));
 
     #[test]
     fn ceilings_double_up_to_the_maximum() {
@@ -101,9 +98,17 @@ mod tests {
     #[test]
     fn delays_are_jittered_within_the_ceiling() {
         let delays: Vec<Duration> = (0..200).map(|_| POLICY.delay(4)).collect();
-        assert!(delays.iter().all(|delay| *delay <= Duration::from_millis(800)));
+        assert!(
+            delays
+                .iter()
+                .all(|delay| *delay <= Duration::from_millis(800))
+        );
         // Full jitter: not all the same, and some well below the ceiling.
-        assert!(delays.iter().any(|delay| *delay < Duration::from_millis(400)));
+        assert!(
+            delays
+                .iter()
+                .any(|delay| *delay < Duration::from_millis(400))
+        );
         assert!(delays.iter().any(|delay| *delay != delays[0]));
     }
 
@@ -116,7 +121,13 @@ mod tests {
             .retry(
                 |attempt| {
                     calls.fetch_add(1, Ordering::SeqCst);
-                    async move { if attempt < 4 { Err("busy") } else { Ok(attempt) } }
+                    async move {
+                        if attempt < 4 {
+                            Err("busy")
+                        } else {
+                            Ok(attempt)
+                        }
+                    }
                 },
                 |_| true,
             )

@@ -43,6 +43,17 @@ pub struct Identity {
     pub scopes: BTreeSet<String>,
 }
 
+/// The token of an `Authorization: Bearer <token>` value. The scheme is case-insensitive
+/// (RFC 7235 §2.1: `bearer`, `BEARER` and `Bearer` are the same), surrounding spaces are
+/// ignored.
+fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start())
+        .filter(|token| !token.is_empty())
+}
+
 /// Why a request is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Denial {
@@ -138,7 +149,7 @@ impl Tokens {
         scope: &'static str,
     ) -> Result<&Identity, Denial> {
         let identity = authorization
-            .and_then(|value| value.strip_prefix("Bearer "))
+            .and_then(bearer_token)
             .and_then(|token| self.identify(token))
             .ok_or(Denial::Unauthenticated)?;
         if identity.scopes.contains(scope) {
@@ -161,6 +172,40 @@ pub fn error_body(code: &str, message: &str, details: serde_json::Value) -> serd
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        let hash = token_hash("secret");
+        let tokens = Tokens::parse(&format!(
+            "tokens:\n  - name: a\n    sha256: {hash}\n    scopes: [audit:read]\n"
+        ))
+        .expect("valid");
+        for header in [
+            "Bearer secret",
+            "bearer secret",
+            "BEARER secret",
+            "BeArEr   secret",
+        ] {
+            assert!(
+                tokens.authorize(Some(header), SCOPE_READ).is_ok(),
+                "{header}"
+            );
+        }
+        for header in [
+            "Basic secret",
+            "Bearer",
+            "Bearer ",
+            "Bearersecret",
+            "secret",
+            "Bearer other",
+        ] {
+            assert_eq!(
+                tokens.authorize(Some(header), SCOPE_READ).err(),
+                Some(Denial::Unauthenticated),
+                "{header}"
+            );
+        }
+    }
 
     #[test]
     fn a_tokens_file_holds_hashes_and_known_scopes_only() {

@@ -43,7 +43,9 @@ pub struct AthenaSettings {
 /// SQL text with `?` placeholders and the values as Athena execution parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AthenaStatement {
+    /// The query text, `?` for each value.
     pub sql: String,
+    /// The values, as SQL literals, in order (Athena's ExecutionParameters).
     pub parameters: Vec<String>,
 }
 
@@ -117,6 +119,7 @@ struct ResultPages {
 }
 
 impl AthenaEngine {
+    /// An engine on this workgroup and database.
     pub fn new(sdk: &aws_config::SdkConfig, settings: AthenaSettings) -> Self {
         AthenaEngine {
             client: Client::new(sdk),

@@ -52,6 +52,7 @@ pub const QUERY_MEMORY_BYTES: usize = 512 * 1024 * 1024;
 /// The answer to read-only SQL.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SqlResult {
+    /// The column names, in order.
     pub columns: Vec<String>,
     /// One JSON object per row.
     pub rows: Vec<serde_json::Value>,
@@ -60,7 +61,8 @@ pub struct SqlResult {
 }
 
 /// One bucket of `/v1/stats`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatsBucket {
     /// Start of the bucket, RFC 3339.
     pub start: String,
@@ -77,6 +79,7 @@ pub type EventStream = futures::stream::BoxStream<'static, Result<EventRecord>>;
 /// One page of results.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventPage {
+    /// The page's events, in the query's order.
     pub events: Vec<EventRecord>,
     /// Present when more rows follow.
     pub next_cursor: Option<String>,
@@ -103,6 +106,7 @@ pub struct DataFusionEngine {
 }
 
 impl DataFusionEngine {
+    /// An engine over this archive (nothing is read until the first query).
     pub fn new(archive: Archive) -> Result<Self> {
         // Queries that sort more than this (an export's de-duplication) spill to disk
         // instead of growing without bound.

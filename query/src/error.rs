@@ -8,7 +8,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// A parameter is invalid; `field` names it (API: 400 with `details.field`).
     #[error("{field}: {message}")]
-    InvalidParameter { field: String, message: String },
+    InvalidParameter {
+        /// The parameter.
+        field: String,
+        /// What is wrong with it and what it accepts.
+        message: String,
+    },
 
     /// `/v1/sql` text that is not a single read-only query, or that fails to plan or run.
     #[error("sql: {0}")]
@@ -42,6 +47,36 @@ impl Error {
             Error::InvalidSql(_) | Error::Store(_) | Error::Engine(_) | Error::Unsupported(_) => {
                 None
             }
+        }
+    }
+}
+
+impl islets_core::kind::Classify for Error {
+    fn kind(&self) -> islets_core::kind::ErrorKind {
+        use islets_core::kind::ErrorKind;
+        match self {
+            Error::InvalidParameter { .. } | Error::InvalidSql(_) => ErrorKind::Usage,
+            Error::Store(_) => ErrorKind::Unavailable,
+            Error::Unsupported(_) => ErrorKind::Unsupported,
+            Error::Engine(_) => ErrorKind::Internal,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidParameter { .. } => "invalid_parameter",
+            Error::InvalidSql(_) => "invalid_sql",
+            Error::Store(_) => "store_unavailable",
+            Error::Unsupported(_) => "not_supported",
+            Error::Engine(_) => "internal",
+        }
+    }
+
+    fn details(&self) -> serde_json::Value {
+        match self {
+            Error::InvalidParameter { field, .. } => serde_json::json!({ "field": field }),
+            Error::InvalidSql(_) => serde_json::json!({"field": "sql"}),
+            Error::Store(_) | Error::Unsupported(_) | Error::Engine(_) => serde_json::json!({}),
         }
     }
 }

@@ -31,7 +31,9 @@ const CONCURRENT_READS: usize = 32;
 /// The two id columns with bloom filters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdColumn {
+    /// `event_id`.
     EventId,
+    /// `correlation_id`.
     CorrelationId,
 }
 
@@ -73,6 +75,7 @@ pub struct IdIndex {
 }
 
 impl IdIndex {
+    /// An empty index over the files of this store.
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
         IdIndex {
             store,

@@ -24,40 +24,53 @@ pub const MAX_EVENT_IDS: usize = 100;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Order {
+    /// Oldest first.
     #[default]
     Asc,
+    /// Newest first.
     Desc,
 }
 
 /// `listing.sold`, or `sold` in any aggregate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventTypeFilter {
+    /// The aggregate (`listing`), when the filter names one.
     pub aggregate: Option<String>,
+    /// The type within the aggregate (`sold`).
     pub event_type: String,
 }
 
 /// Which events.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventFilter {
+    /// Any of these event ids (none: every id).
     pub event_ids: Vec<String>,
+    /// Only this flow.
     pub correlation_id: Option<String>,
     /// Any of these event types (none: every type).
     pub event_types: Vec<EventTypeFilter>,
+    /// Only this aggregate.
     pub aggregate: Option<String>,
+    /// Only events from this producer.
     pub producer_system: Option<String>,
     /// Inclusive lower bound of `published_at`, ms since the epoch.
     pub since_ms: Option<i64>,
     /// Exclusive upper bound of `published_at`, ms since the epoch.
     pub until_ms: Option<i64>,
+    /// Only events that passed (true) or failed (false) their JSON Schema.
     pub schema_valid: Option<bool>,
 }
 
 /// A page request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventQuery {
+    /// Which events.
     pub filter: EventFilter,
+    /// Events per page.
     pub limit: usize,
+    /// By `published_at`, then `event_id`.
     pub order: Order,
+    /// Where the previous page ended (none: the first page).
     pub cursor: Option<Cursor>,
 }
 
@@ -68,7 +81,9 @@ pub struct EventQuery {
 pub struct Cursor {
     /// Only files whose id is at most this are read.
     pub snapshot: Ulid,
+    /// The last row's `published_at`.
     pub after_published_at_ms: i64,
+    /// The last row's `event_id`.
     pub after_event_id: String,
     fingerprint: u64,
 }
@@ -366,7 +381,9 @@ pub fn parse_event_query(
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Interval {
+    /// Per UTC hour.
     Hour,
+    /// Per UTC day.
     Day,
 }
 
@@ -374,16 +391,22 @@ pub enum Interval {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GroupBy {
+    /// `aggregate.event_type`.
     EventType,
+    /// The aggregate.
     Aggregate,
+    /// The producing system.
     ProducerSystem,
 }
 
 /// A `/v1/stats` request: counts of distinct events per bucket (and group).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatsQuery {
+    /// Which events.
     pub filter: EventFilter,
+    /// The bucket width.
     pub interval: Interval,
+    /// The grouping besides time, if any.
     pub group_by: Option<GroupBy>,
 }
 

@@ -24,7 +24,9 @@ pub const PARTITION_COLUMNS: [&str; 2] = ["date", "hour"];
 /// Who runs the text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
+    /// The embedded engine (`$n` parameters).
     DataFusion,
+    /// Athena (`?` parameters, bound in order).
     Athena,
 }
 
@@ -36,7 +38,9 @@ pub const ATHENA_CIPHERTEXT: &str = "to_base64(\"payload_ciphertext\") AS \"payl
 /// SQL text and its parameters, in order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CompiledQuery {
+    /// The text, with positional parameters.
     pub sql: String,
+    /// The values of the parameters, in order.
     pub parameters: Vec<ScalarValue>,
 }
 

@@ -13,12 +13,12 @@ use islets_core::store::{Archive, StoreLocation};
 use crate::model::{EventQuery, PASS_THROUGH_PARAMETERS, parse_event_query};
 
 /// What a query should select, evaluated naively in memory.
-pub(crate) type Predicate = Box<dyn Fn(&EventRecord) -> bool>;
+pub type Predicate = Box<dyn Fn(&EventRecord) -> bool>;
 
-pub(crate) const HOUR: i64 = 3_600_000;
-pub(crate) const START: i64 = 1_793_491_200_000; // 2026-11-01T00:00:00Z
+pub const HOUR: i64 = 3_600_000;
+pub const START: i64 = 1_793_491_200_000; // 2026-11-01T00:00:00Z
 
-pub(crate) fn record(index: usize, published_at_ms: i64) -> EventRecord {
+pub fn record(index: usize, published_at_ms: i64) -> EventRecord {
     let (aggregate, event_type) = [
         ("listing", "sold"),
         ("listing", "registered"),
@@ -49,7 +49,7 @@ pub(crate) fn record(index: usize, published_at_ms: i64) -> EventRecord {
 }
 
 /// Writes records as the ingester does: one file per hour partition.
-pub(crate) async fn write(archive: &Archive, records: &[EventRecord]) {
+pub async fn write(archive: &Archive, records: &[EventRecord]) {
     let mut groups: BTreeMap<Partition, Vec<EventRecord>> = BTreeMap::new();
     for record in records {
         groups
@@ -74,14 +74,14 @@ pub(crate) async fn write(archive: &Archive, records: &[EventRecord]) {
     }
 }
 
-pub(crate) struct Fixture {
+pub struct Fixture {
     _directory: tempfile::TempDir,
-    pub(crate) archive: Archive,
-    pub(crate) records: Vec<EventRecord>,
+    pub archive: Archive,
+    pub records: Vec<EventRecord>,
 }
 
 /// 30 events over 6 hours, in two batches of files, with 3 redelivered duplicates.
-pub(crate) async fn fixture() -> Fixture {
+pub async fn fixture() -> Fixture {
     let directory = tempfile::tempdir().expect("tempdir");
     let archive = Archive::open(
         &StoreLocation::Local {
@@ -107,7 +107,7 @@ pub(crate) async fn fixture() -> Fixture {
     }
 }
 
-pub(crate) fn query(text: &str) -> EventQuery {
+pub fn query(text: &str) -> EventQuery {
     let pairs: Vec<(String, String)> = text
         .split('&')
         .filter(|pair| !pair.is_empty())
@@ -119,6 +119,6 @@ pub(crate) fn query(text: &str) -> EventQuery {
     parse_event_query(&pairs, PASS_THROUGH_PARAMETERS, chrono::Utc::now()).expect("valid query")
 }
 
-pub(crate) fn ids(events: &[EventRecord]) -> Vec<String> {
+pub fn ids(events: &[EventRecord]) -> Vec<String> {
     events.iter().map(|event| event.event_id.clone()).collect()
 }

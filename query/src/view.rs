@@ -9,50 +9,81 @@ use islets_core::attributes::AttributeValue;
 use islets_core::record::EventRecord;
 use serde::Serialize;
 use serde_json::value::RawValue;
-use utoipa::ToSchema;
 
 /// The payload: verbatim JSON, or the text when it is not JSON.
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
 pub enum PayloadView {
+    /// The payload is JSON: embedded as it was published.
     Json(Box<RawValue>),
+    /// The payload is not JSON: a string.
     Text(String),
 }
 
 /// One event as the API returns it.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventView {
+    /// The payload's `event_id` (else the SNS, else the SQS message id).
     pub event_id: String,
+    /// The `event_type` attribute.
     pub event_type: Option<String>,
+    /// The `aggregate` attribute.
     pub aggregate: Option<String>,
+    /// The `schema_version` attribute.
     pub schema_version: Option<String>,
+    /// The `producer_system` attribute.
     pub producer_system: Option<String>,
+    /// The flow it belongs to.
     pub correlation_id: Option<String>,
+    /// The trace id, from the payload or the W3C `traceparent`.
     pub trace_id: Option<String>,
+    /// The W3C `traceparent`, as it arrived.
     pub traceparent: Option<String>,
     /// When it happened (payload timestamp), RFC 3339 UTC.
     pub occurred_at: Option<String>,
     /// When SNS accepted it, RFC 3339 UTC.
     pub published_at: String,
+    /// When the ingester stored it, RFC 3339 UTC.
     pub ingested_at: String,
+    /// The SNS topic it was published to (envelope delivery).
     pub topic_arn: Option<String>,
+    /// The SNS message id.
     pub sns_message_id: Option<String>,
+    /// The SQS message id of the delivery archived.
     pub sqs_message_id: Option<String>,
     /// `sns-envelope` or `raw`.
-    #[schema(value_type = String)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub delivery: &'static str,
     /// `sqs`, `http` or `file`.
-    #[schema(value_type = String)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub ingest_source: &'static str,
     /// Every message attribute, the standard ones included.
-    #[schema(value_type = crate::api::openapi::AttributeMap)]
+    #[cfg_attr(feature = "openapi", schema(value_type = AttributeMapSchema))]
     pub attributes: BTreeMap<String, AttributeValue>,
     /// The published message: embedded JSON, or a string when it is not JSON.
-    #[schema(value_type = Value)]
+    #[cfg_attr(feature = "openapi", schema(value_type = serde_json::Value))]
     pub payload: PayloadView,
+    /// Whether it passed its JSON Schema.
     pub schema_valid: bool,
+    /// Why it did not.
     pub schema_error: Option<String>,
 }
+
+/// A message attribute as SNS carries it (binary values base64), for the OpenAPI document.
+#[cfg(feature = "openapi")]
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code, non_snake_case)]
+pub struct AttributeSchema {
+    /// `String`, `Number`, `Binary`, `String.Array`, ...
+    Type: String,
+    /// The value; binary values base64.
+    Value: String,
+}
+
+/// The attribute map of an event, for the OpenAPI document.
+#[cfg(feature = "openapi")]
+pub type AttributeMapSchema = BTreeMap<String, AttributeSchema>;
 
 /// RFC 3339 with milliseconds, UTC (`2026-11-23T16:20:57.123Z`).
 pub fn rfc3339_ms(ms: i64) -> String {

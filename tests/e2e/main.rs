@@ -4,6 +4,7 @@
 
 mod support;
 
+mod architecture;
 mod athena;
 mod bad_config;
 mod demo;

@@ -4,12 +4,12 @@ use axum::Json;
 use axum::extract::{RawQuery, State};
 use serde::Serialize;
 
-use super::openapi::ErrorResponse;
-use super::{ApiError, AppState, with_rows};
-use crate::engine::StatsBucket;
-use crate::model::{GroupBy, Interval, parse_stats_query};
-use crate::view::rfc3339_ms;
+use crate::openapi::ErrorResponse;
+use crate::{ApiError, AppState, with_rows};
 use axum::response::Response;
+use islets_query::engine::StatsBucket;
+use islets_query::model::{GroupBy, Interval, parse_stats_query};
+use islets_query::view::rfc3339_ms;
 use utoipa::ToSchema;
 
 /// Distinct events per bucket.

@@ -2,21 +2,10 @@
 //! response types (utoipa), so it cannot drift from the code; a test checks real
 //! responses against it.
 
-use std::collections::BTreeMap;
-
 use axum::Json;
 use serde_json::Value;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
-
-/// A message attribute as SNS carries it (binary values base64).
-#[derive(ToSchema)]
-#[allow(dead_code, non_snake_case)]
-pub(crate) struct Attribute {
-    /// `String`, `Number`, `Binary`, `String.Array`, ...
-    Type: String,
-    Value: String,
-}
 
 /// `{"error": {...}}`: every 4xx and 5xx.
 #[derive(ToSchema)]
@@ -43,10 +32,6 @@ pub(super) struct Status {
     status: String,
 }
 
-/// The attribute map of an event, for `EventView`.
-#[allow(dead_code)]
-pub(crate) type AttributeMap = BTreeMap<String, Attribute>;
-
 struct BearerAuth;
 
 impl Modify for BearerAuth {
@@ -66,13 +51,13 @@ impl Modify for BearerAuth {
         description = "Compliance queries over the event archive. Every route but the health routes needs `Authorization: Bearer <token>` with the scope it names (audit:read, audit:sql) unless the server runs with authentication off (loopback only)."
     ),
     paths(
-        super::events::list,
-        super::events::one,
-        super::events::correlation,
-        super::stats::stats,
-        super::sql::run,
-        super::health::healthz,
-        super::health::readyz,
+        crate::events::list,
+        crate::events::one,
+        crate::events::correlation,
+        crate::stats::stats,
+        crate::sql::run,
+        crate::health::healthz,
+        crate::health::readyz,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = []))

@@ -8,10 +8,10 @@ use clap::Args;
 use islets_core::store::{Archive, StoreLocation};
 use tokio_util::sync::CancellationToken;
 
-use crate::api::auth::{Auth, Tokens};
-use crate::api::{AppState, router};
-use crate::athena::{AthenaEngine, AthenaSettings};
-use crate::engine::{DataFusionEngine, QueryEngine};
+use crate::auth::{Auth, Tokens};
+use crate::{AppState, router};
+use islets_query::athena::{AthenaEngine, AthenaSettings};
+use islets_query::engine::{DataFusionEngine, QueryEngine};
 
 /// Default address of the query API.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8081";
@@ -103,16 +103,28 @@ pub enum ServeError {
     Runtime(#[source] std::io::Error),
 }
 
+impl islets_core::kind::Classify for ServeError {
+    fn kind(&self) -> islets_core::kind::ErrorKind {
+        use islets_core::kind::ErrorKind;
+        match self {
+            ServeError::Config(_) => ErrorKind::Usage,
+            ServeError::Startup { .. } => ErrorKind::Precondition,
+            ServeError::Runtime(_) => ErrorKind::Internal,
+        }
+    }
+}
+
 impl QueryArgs {
     pub fn validate(&self) -> Result<QueryConfig, ServeError> {
         let store = StoreLocation::parse(&self.store)
             .map_err(|error| ServeError::Config(format!("--store: {error}")))?;
-        if self.tokens_file.is_none() && !self.listen.ip().is_loopback() {
-            return Err(ServeError::Config(format!(
-                "--listen {}: without --tokens-file authentication is off, so the API only listens on loopback addresses (127.0.0.1, ::1)",
-                self.listen
-            )));
-        }
+        islets_http::check_listener(
+            "--listen",
+            self.listen,
+            self.tokens_file.is_some(),
+            "pass --tokens-file to serve other hosts",
+        )
+        .map_err(ServeError::Config)?;
         let athena = match self.engine {
             EngineKind::Datafusion => None,
             EngineKind::Athena => {
@@ -191,6 +203,14 @@ pub async fn serve(
             })?,
         ),
     };
+    // The listener rule holds whoever built the configuration.
+    islets_http::check_listener(
+        "--listen",
+        config.listen,
+        matches!(auth, Auth::Tokens(_)),
+        "pass --tokens-file to serve other hosts",
+    )
+    .map_err(ServeError::Config)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Startup {
@@ -217,15 +237,19 @@ pub async fn serve(
     if let Some(bound_tx) = bound_tx {
         let _ = bound_tx.send(address);
     }
-    axum::serve(
+    let host_check = islets_http::HostCheck::for_auth(matches!(auth, Auth::Tokens(_)));
+    let routes = router(AppState {
+        engine,
+        auth,
+        metrics: Default::default(),
+    });
+    islets_http::serve(
         listener,
-        router(AppState {
-            engine,
-            auth,
-            metrics: Default::default(),
-        }),
+        routes,
+        islets_http::ServerLimits::DEFAULT,
+        host_check,
+        shutdown,
     )
-    .with_graceful_shutdown(async move { shutdown.cancelled().await })
     .await
     .map_err(ServeError::Runtime)
 }

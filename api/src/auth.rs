@@ -8,14 +8,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use islets_core::tokens::Denial;
 pub use islets_core::tokens::{SCOPE_READ, SCOPE_SQL, Tokens, token_hash};
-use serde_json::json;
 
-use super::{ApiError, AppState};
+use crate::AppState;
 use crate::metrics::{RequestLabels, RouteLabels};
 
 /// How requests are authenticated.
@@ -39,16 +37,6 @@ fn required_scope(path: &str) -> Option<&'static str> {
     }
 }
 
-fn denied(status: StatusCode, code: &'static str, message: String) -> Response {
-    ApiError {
-        status,
-        code,
-        message,
-        details: json!({}),
-    }
-    .into_response()
-}
-
 /// Authenticates, authorizes and logs every request.
 pub(super) async fn authorize(
     State(state): State<AppState>,
@@ -69,33 +57,21 @@ pub(super) async fn authorize(
         (_, None) => "anyone".to_owned(),
         (Auth::Off, Some(_)) => "anonymous (auth off)".to_owned(),
         (Auth::Tokens(tokens), Some(scope)) => {
-            let presented = request
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|value| value.to_str().ok());
-            match tokens.authorize(presented, scope) {
+            match islets_http::authenticate(tokens, request.headers(), scope) {
                 Ok(identity) => identity.name.clone(),
-                Err(denial) => {
-                    let (status, code, who) = match &denial {
-                        Denial::Unauthenticated => (
-                            StatusCode::UNAUTHORIZED,
-                            "unauthorized",
-                            "unknown".to_owned(),
-                        ),
-                        Denial::MissingScope { who, .. } => {
-                            (StatusCode::FORBIDDEN, "forbidden", who.clone())
-                        }
+                Err((error, denial)) => {
+                    let who = match &denial {
+                        Denial::Unauthenticated => "unknown".to_owned(),
+                        Denial::MissingScope { who, .. } => who.clone(),
                     };
-                    tracing::info!(target: "islets_query::access", who, %method, route = %path, query, status = status.as_u16());
+                    let status = error.status.as_u16();
+                    tracing::info!(target: "islets_query::access", who, %method, route = %path, query, status);
                     state
                         .metrics
                         .requests
-                        .get_or_create(&RequestLabels {
-                            route,
-                            status: status.as_u16(),
-                        })
+                        .get_or_create(&RequestLabels { route, status })
                         .inc();
-                    return denied(status, code, denial.message());
+                    return error.into_response();
                 }
             }
         }

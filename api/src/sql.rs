@@ -9,10 +9,10 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::openapi::ErrorResponse;
-use super::{ApiError, AppState, with_rows};
-use crate::engine::SqlResult;
+use crate::openapi::ErrorResponse;
+use crate::{ApiError, AppState, with_rows};
 use axum::response::Response;
+use islets_query::engine::SqlResult;
 use utoipa::ToSchema;
 
 /// Most rows one SQL answer holds (`truncated` says when more existed).

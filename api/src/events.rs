@@ -10,12 +10,19 @@ use futures::StreamExt;
 use islets_core::record::EventRecord;
 use serde::Serialize;
 
-use super::openapi::ErrorResponse;
-use super::{ApiError, AppState, with_rows};
-use crate::error::Error;
-use crate::model::{EventFilter, EventQuery, Order, PASS_THROUGH_PARAMETERS, parse_event_query};
-use crate::view::{EventView, rfc3339_ms};
+use crate::openapi::ErrorResponse;
+use crate::{ApiError, AppState, with_rows};
+use axum::http::StatusCode;
+use islets_query::error::Error;
+use islets_query::model::{
+    EventFilter, EventQuery, Order, PASS_THROUGH_PARAMETERS, parse_event_query,
+};
+use islets_query::view::{EventView, rfc3339_ms};
 use utoipa::ToSchema;
+
+fn not_found(message: String) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+}
 
 /// Most events returned for one correlation id.
 pub(super) const MAX_FLOW_EVENTS: usize = 10_000;
@@ -255,7 +262,7 @@ pub(super) async fn one(
         .events
         .into_iter()
         .next()
-        .ok_or_else(|| ApiError::not_found(format!("no event with event_id '{event_id}'")))?;
+        .ok_or_else(|| not_found(format!("no event with event_id '{event_id}'")))?;
     Ok(with_rows(Json(EventView::from(event)), 1))
 }
 
@@ -282,7 +289,7 @@ pub(super) async fn correlation(
         .correlation(&correlation_id, MAX_FLOW_EVENTS + 1)
         .await?;
     if events.is_empty() {
-        return Err(ApiError::not_found(format!(
+        return Err(not_found(format!(
             "no event with correlation_id '{correlation_id}'"
         )));
     }

@@ -7,9 +7,9 @@ use axum::http::{Request, StatusCode};
 use serde_json::Value;
 use tower::ServiceExt;
 
-use super::{AppState, router};
-use crate::engine::DataFusionEngine;
-use crate::test_support::{Fixture, fixture};
+use crate::{AppState, router};
+use islets_query::engine::DataFusionEngine;
+use islets_query::test_support::{Fixture, fixture};
 
 async fn app() -> (axum::Router, Fixture) {
     let fixture = fixture().await;
@@ -17,7 +17,7 @@ async fn app() -> (axum::Router, Fixture) {
     (
         router(AppState {
             engine: Arc::new(engine),
-            auth: super::auth::Auth::Off,
+            auth: crate::auth::Auth::Off,
             metrics: Default::default(),
         }),
         fixture,
@@ -302,7 +302,7 @@ async fn sql_reads_the_deduplicated_events_and_refuses_everything_else() {
 
 #[tokio::test]
 async fn sql_answers_stop_at_the_row_cap() {
-    use crate::engine::QueryEngine;
+    use islets_query::engine::QueryEngine;
     let fixture = fixture().await;
     let engine = DataFusionEngine::new(fixture.archive.clone()).expect("engine");
     let answer = engine
@@ -322,10 +322,10 @@ async fn sql_answers_stop_at_the_row_cap() {
 
 #[tokio::test]
 async fn stats_count_distinct_events_per_bucket_and_group() {
-    use crate::test_support::START;
+    use islets_query::test_support::START;
     let (router, fixture) = app().await;
-    let since = crate::view::rfc3339_ms(START);
-    let until = crate::view::rfc3339_ms(START + 6 * 3_600_000);
+    let since = islets_query::view::rfc3339_ms(START);
+    let until = islets_query::view::rfc3339_ms(START + 6 * 3_600_000);
     let (status, body) = get(
         &router,
         &format!("/v1/stats?since={since}&until={until}&interval=hour&group_by=event_type"),
@@ -335,7 +335,7 @@ async fn stats_count_distinct_events_per_bucket_and_group() {
     let mut expected: std::collections::BTreeMap<(String, String), u64> =
         std::collections::BTreeMap::new();
     for record in &fixture.records {
-        let hour = crate::view::rfc3339_ms(
+        let hour = islets_query::view::rfc3339_ms(
             record.published_at_ms - record.published_at_ms.rem_euclid(3_600_000),
         );
         let key = format!(
@@ -396,7 +396,7 @@ async fn stats_count_distinct_events_per_bucket_and_group() {
 
 #[tokio::test]
 async fn every_route_needs_a_token_with_its_scope_and_health_stays_open() {
-    use super::auth::{Auth, Tokens, token_hash};
+    use crate::auth::{Auth, Tokens, token_hash};
     let fixture = fixture().await;
     let directory = tempfile::tempdir().expect("tempdir");
     let tokens_file = directory.path().join("tokens.yaml");
@@ -653,7 +653,7 @@ async fn readyz_fails_when_the_archive_cannot_be_read() {
     .expect("archive");
     let router = router(AppState {
         engine: Arc::new(DataFusionEngine::new(archive).expect("engine")),
-        auth: super::auth::Auth::Off,
+        auth: crate::auth::Auth::Off,
         metrics: Default::default(),
     });
     let (status, _) = get(&router, "/readyz").await;
@@ -661,7 +661,7 @@ async fn readyz_fails_when_the_archive_cannot_be_read() {
     // The directory becomes a file: listing it fails.
     std::fs::remove_dir_all(&root).expect("rm");
     std::fs::write(&root, b"not a directory").expect("write");
-    tokio::time::sleep(crate::engine::LISTING_TTL).await;
+    tokio::time::sleep(islets_query::engine::LISTING_TTL).await;
     let (status, body) = get(&router, "/readyz").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["error"]["code"], "not_ready");

@@ -1,0 +1,32 @@
+//! `/healthz` (the process runs), `/readyz` (it can answer queries: the archive or Athena
+//! answers) and `/metrics` (Prometheus).
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::Response;
+use serde_json::Value;
+
+use crate::openapi::{ErrorResponse, Status};
+use crate::{ApiError, AppState};
+
+/// The process runs.
+#[utoipa::path(get, path = "/healthz", tag = "health", security(()), responses((status = 200, body = Status)))]
+pub(super) async fn healthz() -> Json<Value> {
+    islets_http::health::healthz().await
+}
+
+/// The engine can answer (the archive, or Athena, answers).
+#[utoipa::path(get, path = "/readyz", tag = "health", security(()), responses(
+    (status = 200, body = Status),
+    (status = 503, body = ErrorResponse),
+))]
+pub(super) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    islets_http::health::readiness(state.engine.ready().await.map_err(|error| {
+        tracing::warn!(%error, "not ready");
+        "the query engine cannot reach the archive right now".to_owned()
+    }))
+}
+
+pub(super) async fn metrics(State(state): State<AppState>) -> Response {
+    islets_http::health::metrics_response(state.metrics.encode())
+}
