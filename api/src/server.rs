@@ -25,7 +25,7 @@ pub struct QueryArgs {
     pub store: String,
 
     /// Address of the API. Without --tokens-file, loopback addresses only.
-    #[arg(long, env = "ISLETS_QUERY_LISTEN", value_name = "ADDR", default_value = DEFAULT_LISTEN)]
+    #[arg(long, env = "ISLETS_LISTEN", value_name = "ADDR", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
 
     /// YAML file of bearer tokens (their SHA-256 hashes, names and scopes). Without it the

@@ -20,7 +20,7 @@ pub fn check_listener(
         return Ok(());
     }
     Err(format!(
-        "{flag} {address}: authentication is off, so this server listens on loopback addresses only (127.0.0.1, [::1]); {remedy}"
+        "{flag} {address}: authentication is off, so this server only listens on loopback addresses (127.0.0.1, [::1]); {remedy}"
     ))
 }
 

@@ -270,12 +270,14 @@ impl IngesterArgs {
             (None, SourceKind::File) => None,
             (None, _) => DEFAULT_LISTEN.parse().ok(),
         };
-        if let (SourceKind::Http, None, Some(listen)) = (self.source, &self.tokens_file, listen)
-            && !listen.ip().is_loopback()
-        {
-            return Err(Error::Config(format!(
-                "--listen {listen}: without --tokens-file HTTP ingest is unauthenticated, so it only listens on loopback addresses (127.0.0.1, ::1)"
-            )));
+        if let (SourceKind::Http, Some(listen)) = (self.source, listen) {
+            islets_http::check_listener(
+                "--listen",
+                listen,
+                self.tokens_file.is_some(),
+                "pass --tokens-file to accept ingest from other hosts",
+            )
+            .map_err(Error::Config)?;
         }
         Ok(IngesterConfig {
             source,

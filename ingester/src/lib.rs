@@ -140,6 +140,16 @@ pub async fn run_with(
     let server_stop = CancellationToken::new();
     let server = match config.listen {
         Some(listen) => {
+            // The listener rule holds whoever built the configuration (islets-audit serve
+            // builds it directly): unauthenticated ingest stays on loopback.
+            let authenticated = !matches!(config.source, SourceConfig::Http) || tokens.is_some();
+            islets_http::check_listener(
+                "--listen",
+                listen,
+                authenticated,
+                "pass --tokens-file to accept ingest from other hosts",
+            )
+            .map_err(Error::Config)?;
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .map_err(|source| Error::Io {
@@ -170,11 +180,13 @@ pub async fn run_with(
                 ingest,
             });
             let stop = server_stop.clone();
-            Some(tokio::spawn(async move {
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(async move { stop.cancelled().await })
-                    .await
-            }))
+            Some(tokio::spawn(islets_http::serve(
+                listener,
+                router,
+                islets_http::ServerLimits::DEFAULT,
+                islets_http::HostCheck::for_auth(authenticated),
+                stop,
+            )))
         }
         None => None,
     };

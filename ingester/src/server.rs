@@ -9,13 +9,14 @@ use std::time::Duration;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use islets_core::catalog::Catalog;
 use islets_core::record::{Delivery, IngestSource};
-use islets_core::tokens::{Denial, SCOPE_INGEST, Tokens, error_body};
+use islets_core::tokens::{SCOPE_INGEST, Tokens};
+use islets_http::ApiError;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tower_http::timeout::TimeoutLayer;
@@ -49,11 +50,11 @@ pub struct ServerState {
 /// The routes.
 pub fn router(state: ServerState) -> Router {
     Router::new()
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(islets_http::health::healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/v1/ingest", post(ingest))
-        .fallback(not_found)
+        .fallback(islets_http::not_found)
         .layer(DefaultBodyLimit::max(MAX_INGEST_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -63,67 +64,16 @@ pub fn router(state: ServerState) -> Router {
         .with_state(state)
 }
 
-/// An error response: `{"error":{"code","message","details"}}`.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    details: Value,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            details: json!({}),
-        }
-    }
-
-    fn with_details(mut self, details: Value) -> Self {
-        self.details = details;
-        self
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = error_body(self.code, &self.message, self.details);
-        (self.status, Json(body)).into_response()
-    }
-}
-
-async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
-}
-
 async fn readyz(State(state): State<ServerState>) -> Result<Json<Value>, ApiError> {
-    if state.ready.load(Ordering::Acquire) {
-        Ok(Json(json!({"status": "ready"})))
+    islets_http::health::readiness(if state.ready.load(Ordering::Acquire) {
+        Ok(())
     } else {
-        Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            "the ingester is starting or shutting down",
-        ))
-    }
+        Err("the ingester is starting or shutting down".to_owned())
+    })
 }
 
 async fn metrics(State(state): State<ServerState>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.encode(),
-    )
-        .into_response()
-}
-
-async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+    islets_http::health::metrics_response(state.metrics.encode())
 }
 
 /// How the body is split into messages.
@@ -175,19 +125,9 @@ async fn ingest(
         ));
     };
     if let Some(tokens) = &ingest.tokens {
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok());
-        match tokens.authorize(presented, SCOPE_INGEST) {
-            Ok(identity) => tracing::debug!(who = %identity.name, "ingest authorized"),
-            Err(denial) => {
-                let (status, code) = match denial {
-                    Denial::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthorized"),
-                    Denial::MissingScope { .. } => (StatusCode::FORBIDDEN, "forbidden"),
-                };
-                return Err(ApiError::new(status, code, denial.message()));
-            }
-        }
+        let identity = islets_http::authenticate(tokens, &headers, SCOPE_INGEST)
+            .map_err(|(error, _)| error)?;
+        tracing::debug!(who = %identity.name, "ingest authorized");
     }
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {

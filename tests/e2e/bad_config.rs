@@ -190,12 +190,58 @@ async fn the_other_commands_refuse_bad_input_with_a_message() {
         .output()
         .await
         .expect("run");
-    assert_eq!(output.status.code(), Some(1));
+    // Refused before anything was done: 2, as every command (ErrorKind::Usage).
+    assert_eq!(output.status.code(), Some(2));
     assert!(
         stderr(&output).contains("ISLETS_EVENTS_CONFIG_PATH"),
         "{}",
         stderr(&output)
     );
+    assert!(
+        is_empty_or_missing(&data_dir.path().join("events")),
+        "nothing written"
+    );
+}
+
+/// #12 item 2: `serve` runs with authentication off, so neither of its listeners may leave
+/// loopback, whichever way the address arrives (flag, environment, IPv6, IPv4-mapped).
+#[tokio::test]
+async fn serve_refuses_every_listener_beyond_loopback() {
+    let data_dir = tempfile::tempdir().expect("data dir");
+    let cases: [(&[&str], Option<(&str, &str)>); 5] = [
+        (&["--ingest-listen", "0.0.0.0:0"], None),
+        (&["--ingest-listen", "[::]:0"], None),
+        (&["--listen", "[::ffff:10.1.2.3]:0"], None),
+        (&[], Some(("ISLETS_INGEST_LISTEN", "0.0.0.0:0"))),
+        (&[], Some(("ISLETS_LISTEN", "[::]:0"))),
+    ];
+    for (args, env) in cases {
+        let mut command = tokio::process::Command::new(AUDIT);
+        command
+            .arg("serve")
+            .arg("--store")
+            .arg(data_dir.path())
+            .args(args)
+            .kill_on_drop(true);
+        if let Some((name, value)) = env {
+            command.env(name, value);
+        }
+        let output = tokio::time::timeout(std::time::Duration::from_secs(60), command.output())
+            .await
+            .expect("refused at once, not served")
+            .expect("run");
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?} {env:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains("only listens on loopback"),
+            "{args:?} {env:?}: {}",
+            stderr(&output)
+        );
+    }
     assert!(
         is_empty_or_missing(&data_dir.path().join("events")),
         "nothing written"
