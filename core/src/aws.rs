@@ -12,10 +12,39 @@ use object_store::CredentialProvider;
 use object_store::aws::AwsCredential;
 use tokio::sync::Mutex;
 
+/// Time to open a connection to an AWS endpoint.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait for the next bytes of an answer. It covers SQS's longest long poll (20 s)
+/// with a margin: a connection that goes silent (a NAT that forgot it sends no FIN, no RST)
+/// fails within this time instead of hanging forever.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(35);
+/// Longest one attempt of an SDK call may take, and the whole call with its retries.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(45);
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Loads the SDK configuration the way every AWS tool does. Endpoint overrides
-/// (`AWS_ENDPOINT_URL`, e.g. a moto_server) come from the same chain.
+/// (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_SQS`, ..., e.g. a moto_server) come from the same
+/// chain. Every call gets the timeouts above.
 pub async fn load_sdk_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest()).load().await
+    aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .read_timeout(READ_TIMEOUT)
+                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                .operation_timeout(OPERATION_TIMEOUT)
+                .build(),
+        )
+        .load()
+        .await
+}
+
+/// The S3 endpoint override: `AWS_ENDPOINT_URL_S3`, else the SDK's `AWS_ENDPOINT_URL`.
+pub fn s3_endpoint(aws: &SdkConfig) -> Option<String> {
+    std::env::var("AWS_ENDPOINT_URL_S3")
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+        .or_else(|| aws.endpoint_url().map(str::to_owned))
 }
 
 /// Credentials refreshed this long before they expire.

@@ -433,6 +433,7 @@ fn build_event(envelope: EventEnvelope, delivery: &Delivery, catalog: &Catalog) 
         payload: envelope.payload,
         schema_valid,
         schema_error,
+        conflict: false,
     }
 }
 

@@ -410,7 +410,7 @@ impl Generator<'_> {
                    "Token": "2336412f37", "Message": "You have chosen to subscribe to the topic",
                    "SubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription"})
             .to_string(),
-            lines.first().map(|line| line[..line.len() / 2].to_owned()).unwrap_or_default(),
+            lines.first().map(|line| line[..line.floor_char_boundary(line.len() / 2)].to_owned()).unwrap_or_default(),
             "{}".to_owned(),
         ];
         for index in 0..self.options.poison_messages {

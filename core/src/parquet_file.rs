@@ -130,6 +130,7 @@ mod tests {
             payload: format!("{{\"n\": {index}, \"text\": \"ação ✓\"}}"),
             schema_valid: !index.is_multiple_of(3),
             schema_error: index.is_multiple_of(3).then(|| "bad".to_owned()),
+            conflict: false,
         }
     }
 

@@ -86,6 +86,10 @@ pub struct EventRecord {
     pub payload: String,
     pub schema_valid: bool,
     pub schema_error: Option<String>,
+    /// Set by readers, never stored: other archived copies of this `event_id` differ from
+    /// this one (payload, topic or standard attributes). The copy ingested first is the
+    /// one shown; a conflict means someone put a different message under the same id.
+    pub conflict: bool,
 }
 
 /// One message that could not be decoded as an event (a row of the `quarantine` table).

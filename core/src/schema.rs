@@ -407,6 +407,10 @@ pub fn events_from_batch(batch: &RecordBatch) -> Result<Vec<EventRecord>> {
         .as_boolean_opt()
         .ok_or_else(|| Error::Config("column 'schema_valid' is not boolean".to_owned()))?;
     let schema_error = strings(batch, "schema_error")?;
+    // Only in query answers (the readers' conflict flag), never in stored files.
+    let conflict = batch
+        .column_by_name("conflict")
+        .and_then(|column| column.as_boolean_opt());
     Ok((0..batch.num_rows())
         .map(|row| EventRecord {
             event_id: event_id.value(row).to_owned(),
@@ -437,6 +441,7 @@ pub fn events_from_batch(batch: &RecordBatch) -> Result<Vec<EventRecord>> {
             payload: payload.value(row).to_owned(),
             schema_valid: schema_valid.value(row),
             schema_error: optional(schema_error, row),
+            conflict: conflict.is_some_and(|flags| flags.is_valid(row) && flags.value(row)),
         })
         .collect())
 }

@@ -89,6 +89,8 @@ pub struct Archive {
     store: Arc<dyn ObjectStore>,
     root: Path,
     description: String,
+    /// The directory of a local store: puts are fsynced there before they count as stored.
+    local_root: Option<PathBuf>,
 }
 
 impl Archive {
@@ -110,6 +112,7 @@ impl Archive {
                     store: Arc::new(store),
                     root: Path::default(),
                     description: location.to_string(),
+                    local_root: Some(root.clone()),
                 })
             }
             StoreLocation::S3 { bucket, prefix } => {
@@ -125,6 +128,7 @@ impl Archive {
                     store: Arc::new(store),
                     root: Path::from(prefix.as_str()),
                     description: location.to_string(),
+                    local_root: None,
                 })
             }
         }
@@ -140,6 +144,7 @@ impl Archive {
             store,
             root,
             description: description.into(),
+            local_root: None,
         }
     }
 
@@ -173,6 +178,10 @@ impl Archive {
     }
 
     /// Writes a whole object. Returns once the store has acknowledged it (for S3: durable).
+    ///
+    /// On a local store the object counts as stored only once it is on disk: the file and
+    /// every directory from it up to the store's root are fsynced (a power loss cannot
+    /// leave a truncated file, or lose a file whose writer was told "stored").
     pub async fn put(&self, key: &Path, bytes: Bytes) -> Result<()> {
         self.store
             .put(key, PutPayload::from_bytes(bytes))
@@ -182,7 +191,25 @@ impl Archive {
                 operation: "put",
                 location: key.to_string(),
                 source,
-            })
+            })?;
+        if let Some(root) = &self.local_root {
+            let root = root.clone();
+            let file = key
+                .parts()
+                .fold(root.clone(), |path, part| path.join(part.as_ref()));
+            let synced = tokio::task::spawn_blocking(move || sync_to_root(&file, &root))
+                .await
+                .unwrap_or_else(|error| Err(std::io::Error::other(error)));
+            synced.map_err(|source| Error::Store {
+                operation: "fsync",
+                location: key.to_string(),
+                source: object_store::Error::Generic {
+                    store: "LocalFileSystem",
+                    source: Box::new(source),
+                },
+            })?;
+        }
+        Ok(())
     }
 
     /// Reads a whole object.
@@ -239,11 +266,36 @@ impl Archive {
     }
 }
 
+/// Fsyncs `file`, then each directory from its parent up to `root` (new partition
+/// directories included).
+fn sync_to_root(file: &std::path::Path, root: &std::path::Path) -> std::io::Result<()> {
+    let sync = |path: &std::path::Path| {
+        std::fs::File::open(path)
+            .and_then(|handle| handle.sync_all())
+            .map_err(|error| {
+                std::io::Error::new(error.kind(), format!("{}: {error}", path.display()))
+            })
+    };
+    sync(file)?;
+    let mut directory = file.parent();
+    while let Some(current) = directory {
+        sync(current)?;
+        if current == root || !current.starts_with(root) {
+            break;
+        }
+        directory = current.parent();
+    }
+    Ok(())
+}
+
 impl fmt::Display for Archive {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.description)
     }
 }
+
+/// Longest one object-store request may take (a Parquet file of a flush is tens of MB).
+pub const STORE_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn s3_store(bucket: &str, aws: &SdkConfig) -> object_store::Result<object_store::aws::AmazonS3> {
     let mut builder = AmazonS3Builder::new()
@@ -257,15 +309,22 @@ fn s3_store(bucket: &str, aws: &SdkConfig) -> object_store::Result<object_store:
             max_retries: 5,
             retry_timeout: Duration::from_secs(30),
             ..RetryConfig::default()
-        });
+        })
+        // A store that goes silent fails the request (and the flush retries) instead of
+        // holding it forever.
+        .with_client_options(
+            object_store::ClientOptions::new()
+                .with_connect_timeout(crate::aws::CONNECT_TIMEOUT)
+                .with_timeout(STORE_REQUEST_TIMEOUT),
+        );
     if let Some(provider) = aws.credentials_provider() {
         builder = builder.with_credentials(Arc::new(SdkCredentialProvider::new(provider)));
     }
-    if let Some(endpoint) = aws.endpoint_url() {
+    if let Some(endpoint) = crate::aws::s3_endpoint(aws) {
         // An S3-compatible endpoint (moto, MinIO, LocalStack): path-style requests.
         builder = builder
-            .with_endpoint(endpoint)
             .with_allow_http(endpoint.starts_with("http://"))
+            .with_endpoint(endpoint)
             .with_virtual_hosted_style_request(false);
     }
     builder.build()
