@@ -20,13 +20,28 @@ pub(super) async fn healthz() -> Json<Value> {
     (status = 200, body = Status),
     (status = 503, body = ErrorResponse),
 ))]
+///
+/// Files that cannot be read do not make the server unready (every answer leaves them out
+/// and says so): the status is then `degraded`, with the files named.
 pub(super) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    islets_http::health::readiness(state.engine.ready().await.map_err(|error| {
-        tracing::warn!(%error, "not ready");
-        "the query engine cannot reach the archive right now".to_owned()
-    }))
+    let Json(mut body) =
+        islets_http::health::readiness(state.engine.ready().await.map_err(|error| {
+            tracing::warn!(%error, "not ready");
+            "the query engine cannot reach the archive right now".to_owned()
+        }))?;
+    let unreadable = state.engine.unreadable(None).await.unwrap_or_default();
+    if !unreadable.is_empty() {
+        body["status"] = "degraded".into();
+        body["unreadable_files"] = unreadable.into();
+    }
+    Ok(Json(body))
 }
 
 pub(super) async fn metrics(State(state): State<AppState>) -> Response {
+    let unreadable = state.engine.unreadable(None).await.unwrap_or_default();
+    state
+        .metrics
+        .unreadable_files
+        .set(i64::try_from(unreadable.len()).unwrap_or(i64::MAX));
     islets_http::health::metrics_response(state.metrics.encode())
 }

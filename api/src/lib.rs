@@ -75,6 +75,44 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// A response that records how many rows it returned, for the access log.
+/// The response header that says how many unreadable files an answer left out.
+pub const INCOMPLETE_HEADER: &str = "islets-incomplete";
+
+/// Files an answer left out because they cannot be read (truncated, not Parquet): the
+/// answer is incomplete. Absent when nothing was left out.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Incomplete {
+    /// The archive keys of the files left out.
+    unreadable_files: Vec<String>,
+}
+
+impl Incomplete {
+    /// What the engine left out of answers over `filter`'s range (`None`: the whole archive).
+    async fn of(
+        state: &AppState,
+        filter: Option<&islets_query::model::EventFilter>,
+    ) -> Result<Option<Incomplete>, ApiError> {
+        let files = state.engine.unreadable(filter).await?;
+        Ok((!files.is_empty()).then_some(Incomplete {
+            unreadable_files: files,
+        }))
+    }
+
+    /// How many files were left out (0: none).
+    fn count(incomplete: Option<&Incomplete>) -> usize {
+        incomplete.map_or(0, |incomplete| incomplete.unreadable_files.len())
+    }
+
+    /// Sets [`INCOMPLETE_HEADER`] on `response` when `files` were left out.
+    fn mark(files: usize, response: &mut Response) {
+        if files > 0 {
+            response
+                .headers_mut()
+                .insert(INCOMPLETE_HEADER, axum::http::HeaderValue::from(files));
+        }
+    }
+}
+
 fn with_rows(body: impl IntoResponse, rows: usize) -> Response {
     let mut response = body.into_response();
     response.extensions_mut().insert(auth::RowsReturned(rows));

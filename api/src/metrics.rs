@@ -3,6 +3,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -24,6 +25,10 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     pub request_seconds: Family<RouteLabels, Histogram>,
     pub rows_returned: Family<RouteLabels, Counter>,
+    /// Events served whose archived copies differ (the conflict flag).
+    pub conflicting_events_served: Counter,
+    /// Archive files that cannot be read (left out of every answer).
+    pub unreadable_files: Gauge,
     registry: Registry,
 }
 
@@ -50,10 +55,24 @@ impl Metrics {
             "Events or rows returned by paged routes",
             rows_returned.clone(),
         );
+        let conflicting_events_served = Counter::default();
+        registry.register(
+            "conflicting_events_served",
+            "Events answered whose archived copies differ in payload, topic or standard attributes (the conflict flag)",
+            conflicting_events_served.clone(),
+        );
+        let unreadable_files = Gauge::default();
+        registry.register(
+            "unreadable_files",
+            "Archive files that cannot be read; answers leave them out and say they are incomplete",
+            unreadable_files.clone(),
+        );
         Metrics {
             requests,
             request_seconds,
             rows_returned,
+            conflicting_events_served,
+            unreadable_files,
             registry,
         }
     }

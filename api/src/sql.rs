@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::openapi::ErrorResponse;
-use crate::{ApiError, AppState, with_rows};
+use crate::{ApiError, AppState, Incomplete, with_rows};
 use axum::response::Response;
 use islets_query::engine::SqlResult;
 use utoipa::ToSchema;
@@ -23,6 +23,8 @@ const SQL_TIMEOUT: Duration = Duration::from_secs(30);
 /// One read-only query over `events` (duplicates collapsed) and `events_raw`.
 #[derive(Deserialize, ToSchema)]
 pub(super) struct SqlRequest {
+    /// One read-only statement.
+    #[schema(min_length = 1)]
     sql: String,
 }
 
@@ -30,12 +32,18 @@ pub(super) struct SqlRequest {
 #[derive(serde::Serialize, ToSchema)]
 pub(super) struct SqlResponse {
     columns: Vec<String>,
-    rows: Vec<serde_json::Value>,
+    /// One object per row (as encoded by the engine, not parsed again).
+    #[schema(value_type = Vec<Object>)]
+    rows: Box<serde_json::value::RawValue>,
     truncated: bool,
+    /// Present when unreadable files were left out of the tables.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    incomplete: Option<Incomplete>,
 }
 
-/// Runs one read-only SELECT (30 s timeout, at most 10,000 rows); DDL, DML, COPY, SET and
-/// multiple statements are refused.
+/// Runs one read-only SELECT (30 s timeout including planning, at most 10,000 rows and
+/// 16 MiB of JSON, 256 MiB of working memory; values over 8 MiB are refused); DDL, DML,
+/// COPY, SET, the `||` operator and multiple statements are refused.
 #[utoipa::path(
     post,
     path = "/v1/sql",
@@ -43,9 +51,10 @@ pub(super) struct SqlResponse {
     request_body = SqlRequest,
     responses(
         (status = 200, body = SqlResponse),
-        (status = 400, description = "Not a single read-only query, or it fails to plan", body = ErrorResponse),
+        (status = 400, description = "Not a single read-only query, it fails to plan, or a function would build a value over 8 MiB (`value_too_large`)", body = ErrorResponse),
         (status = 401, body = ErrorResponse),
         (status = 403, description = "The token lacks audit:sql", body = ErrorResponse),
+        (status = 413, description = "The answer is over 16 MiB (`result_too_large`) or the statement needs more than 256 MiB (`query_too_large`)", body = ErrorResponse),
         (status = 501, description = "Not available on this engine (athena)", body = ErrorResponse),
         (status = 504, description = "Timed out", body = ErrorResponse),
     )
@@ -77,15 +86,20 @@ pub(super) async fn run(
     let SqlResult {
         columns,
         rows,
+        row_count: count,
         truncated,
     } = answer;
-    let count = rows.len();
-    Ok(with_rows(
+    let incomplete = Incomplete::of(&state, None).await?;
+    let left_out = Incomplete::count(incomplete.as_ref());
+    let mut response = with_rows(
         Json(SqlResponse {
             columns,
             rows,
             truncated,
+            incomplete,
         }),
         count,
-    ))
+    );
+    Incomplete::mark(left_out, &mut response);
+    Ok(response)
 }

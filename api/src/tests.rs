@@ -301,6 +301,81 @@ async fn sql_reads_the_deduplicated_events_and_refuses_everything_else() {
 }
 
 #[tokio::test]
+async fn sql_that_would_build_huge_values_is_refused_and_the_server_keeps_answering() {
+    let (router, fixture) = app().await;
+    let sql = |text: &str| serde_json::json!({ "sql": text }).to_string();
+    // Value generators, folded at planning time or run per row, and chains of functions
+    // that each grow their input: refused before (or right after) a bounded allocation.
+    let value_too_large = [
+        "SELECT repeat('x', 2147483647) AS v",
+        "SELECT length(repeat('ab', 1000000000)) AS v",
+        "SELECT repeat(payload, 1000000) AS v FROM events",
+        "SELECT lpad('a', 2000000000) AS v",
+        "SELECT rpad('a', 1500000000, 'xyz') AS v",
+        "SELECT lpad(event_id, 900000000) AS v FROM events_raw",
+        "SELECT replace(repeat('a', 1000000), 'a', repeat('b', 1000)) AS v",
+        "SELECT regexp_replace(repeat('a', 100000), 'a', repeat('b', 1000), 'g') AS v",
+        "SELECT array_repeat('x', 1000000000) AS v",
+        "SELECT array_resize(make_array(1), 1000000000) AS v",
+        "SELECT range(1, 10000000000) AS v",
+        "SELECT generate_series(0, 9000000000, 1) AS v",
+        "WITH a AS (SELECT repeat('a', 4000000) AS x), b AS (SELECT concat(x, x, x) AS x FROM a) SELECT length(x) FROM b",
+        "SELECT length(concat(x, x)) FROM (SELECT concat(y, y, y) AS x FROM (SELECT repeat('z', 3000000) AS y) AS t) AS u",
+    ];
+    for statement in value_too_large {
+        let (status, body) = post_sql(&router, &sql(statement)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{statement}: {body}");
+        assert_eq!(
+            body["error"]["code"], "value_too_large",
+            "{statement}: {body}"
+        );
+    }
+    // The || operator cannot be bounded: refused, with what to use instead.
+    for statement in [
+        "SELECT 'a' || 'b' AS v",
+        "SELECT x || x FROM (SELECT repeat('a', 4000000) AS x) AS t",
+        "SELECT count(*) FROM events WHERE event_id IN (SELECT event_id || '' FROM events_raw)",
+    ] {
+        let (status, body) = post_sql(&router, &sql(statement)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{statement}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_sql", "{statement}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("concat"),
+            "{body}"
+        );
+    }
+    // Within the bounds, but an answer over the byte cap: an error, never a cut document.
+    let (status, body) = post_sql(
+        &router,
+        &sql("SELECT repeat('x', 1000000) AS v FROM events_raw"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(body["error"]["code"], "result_too_large");
+    assert_eq!(
+        body["error"]["details"]["limit_bytes"],
+        islets_query::engine::MAX_SQL_RESULT_BYTES
+    );
+    // Generators within the bounds still work.
+    let (status, body) = post_sql(
+        &router,
+        &sql("SELECT length(repeat('ab', 1000)) AS n, lpad('7', 3, '0') AS p, cardinality(range(1, 11)) AS r, concat('a', 'b') AS c"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["rows"][0],
+        serde_json::json!({"n": 2000, "p": "007", "r": 10, "c": "ab"})
+    );
+    let (status, body) = post_sql(&router, &sql("SELECT count(*) AS n FROM events")).await;
+    assert_eq!(status, StatusCode::OK, "the server still answers: {body}");
+    assert_eq!(body["rows"][0]["n"], fixture.records.len());
+}
+
+#[tokio::test]
 async fn sql_answers_stop_at_the_row_cap() {
     use islets_query::engine::QueryEngine;
     let fixture = fixture().await;
@@ -309,15 +384,18 @@ async fn sql_answers_stop_at_the_row_cap() {
         .sql("SELECT event_id FROM events ORDER BY event_id", 7)
         .await
         .expect("sql");
-    assert_eq!(answer.rows.len(), 7);
+    assert_eq!(answer.row_count, 7);
+    let rows = answer.parsed_rows();
+    assert_eq!(rows.len(), 7);
     assert!(answer.truncated);
-    assert_eq!(answer.rows[0]["event_id"], "event-000");
+    assert_eq!(rows[0]["event_id"], "event-000");
     let all = engine
         .sql("SELECT event_id FROM events", 1_000)
         .await
         .expect("sql");
     assert!(!all.truncated);
-    assert_eq!(all.rows.len(), fixture.records.len());
+    assert_eq!(all.parsed_rows().len(), fixture.records.len());
+    assert_eq!(all.row_count, fixture.records.len());
 }
 
 #[tokio::test]
@@ -667,4 +745,245 @@ async fn readyz_fails_when_the_archive_cannot_be_read() {
     assert_eq!(body["error"]["code"], "not_ready");
     let (status, _) = get(&router, "/healthz").await;
     assert_eq!(status, StatusCode::OK, "alive, though not ready");
+}
+
+#[tokio::test]
+async fn a_forged_copy_cannot_replace_an_archived_event_and_is_flagged_as_a_conflict() {
+    use islets_query::test_support::{HOUR, write};
+    let fixture = fixture().await;
+    let original = fixture.records[3].clone();
+    let others: Vec<String> = fixture.records.iter().map(|r| r.event_id.clone()).collect();
+    // Written later, claiming to have been published earlier, with another payload, topic
+    // and producer: under the old "earliest published_at wins" rule it would be shown.
+    let mut forged = original.clone();
+    forged.payload = r#"{"n":3,"note":"forged"}"#.to_owned();
+    forged.topic_arn = Some("arn:aws:sns:eu-west-1:999999999999:attacker-events".to_owned());
+    forged.producer_system = Some("attacker".to_owned());
+    forged.published_at_ms = original.published_at_ms - 3 * HOUR;
+    forged.ingested_at_ms = original.ingested_at_ms + 10 * 24 * HOUR;
+    forged.sqs_message_id = Some("forged".to_owned());
+    write(&fixture.archive, &[forged]).await;
+    // An identical redelivery (the fixture's duplicates) is not a conflict.
+    let engine = DataFusionEngine::new(fixture.archive.clone()).expect("engine");
+    let router = router(AppState {
+        engine: Arc::new(engine),
+        auth: crate::auth::Auth::Off,
+        metrics: Default::default(),
+    });
+
+    let (status, event) = get(&router, &format!("/v1/events/{}", original.event_id)).await;
+    assert_eq!(status, StatusCode::OK, "{event}");
+    assert_eq!(
+        event["payload"]["note"], "ação",
+        "the copy ingested first is shown"
+    );
+    assert_eq!(
+        event["topic_arn"],
+        original.topic_arn.clone().expect("topic")
+    );
+    assert_eq!(event["conflict"], true, "{event}");
+
+    let (status, page) = get(&router, "/v1/events?limit=1000").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let events = page["events"].as_array().expect("events");
+    let ids: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["event_id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), others.len(), "still one row per event: {ids:?}");
+    for event in events {
+        let flagged = event["event_id"] == original.event_id.as_str();
+        assert_eq!(event["conflict"], flagged, "{event}");
+        if flagged {
+            assert_eq!(
+                event["producer_system"],
+                original.producer_system.clone().expect("p")
+            );
+        }
+    }
+    let (status, flow) = get(
+        &router,
+        &format!(
+            "/v1/correlations/{}",
+            original.correlation_id.clone().expect("c")
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{flow}");
+    let in_flow: Vec<&Value> = flow["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["event_id"] == original.event_id.as_str())
+        .collect();
+    assert_eq!(in_flow.len(), 1);
+    assert_eq!(in_flow[0]["payload"]["note"], "ação");
+
+    let sql = |text: &str| serde_json::json!({ "sql": text }).to_string();
+    let (status, body) = post_sql(
+        &router,
+        &sql("SELECT event_id, payload FROM events WHERE conflict"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["rows"].as_array().map(Vec::len), Some(1), "{body}");
+    assert_eq!(body["rows"][0]["event_id"], original.event_id.as_str());
+    assert_eq!(body["rows"][0]["payload"], original.payload.as_str());
+
+    let response = router
+        .clone()
+        .oneshot(
+            Request::get("/metrics")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("metrics");
+    let text = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    let text = String::from_utf8_lossy(&text);
+    let served = text
+        .lines()
+        .find(|line| line.starts_with("islets_query_conflicting_events_served_total"))
+        .and_then(|line| line.split_whitespace().last())
+        .and_then(|value| value.parse::<u64>().ok());
+    assert!(served.is_some_and(|n| n >= 3), "{text}");
+}
+
+#[tokio::test]
+async fn a_truncated_file_is_left_out_and_every_answer_says_it_is_incomplete() {
+    use islets_core::layout::Table;
+    let fixture = fixture().await;
+    let files = fixture
+        .archive
+        .list_files(Table::Events)
+        .await
+        .expect("list");
+    let (_, broken) = files.first().expect("a file").clone();
+    let original = fixture.archive.get(&broken.location).await.expect("get");
+    let lost: Vec<String> = islets_core::parquet_file::decode_all(original.clone())
+        .expect("parquet")
+        .iter()
+        .flat_map(|batch| islets_core::schema::events_from_batch(batch).expect("rows"))
+        .map(|record| record.event_id)
+        .collect();
+    assert!(!lost.is_empty());
+    // What a power loss before the fsync could leave: the first half of the file.
+    let truncated = original.slice(..original.len() / 2);
+    fixture
+        .archive
+        .put(&broken.location, truncated.clone())
+        .await
+        .expect("truncate");
+    let engine = DataFusionEngine::new(fixture.archive.clone()).expect("engine");
+    let router = router(AppState {
+        engine: Arc::new(engine),
+        auth: crate::auth::Auth::Off,
+        metrics: Default::default(),
+    });
+    let key = broken.location.to_string();
+    let named =
+        |body: &Value| body["incomplete"]["unreadable_files"] == serde_json::json!([key.clone()]);
+    // What the other files hold (a redelivered copy elsewhere keeps its event readable).
+    let mut readable = std::collections::HashSet::new();
+    for (_, meta) in files
+        .iter()
+        .filter(|(_, meta)| meta.location != broken.location)
+    {
+        let bytes = fixture.archive.get(&meta.location).await.expect("get");
+        for batch in islets_core::parquet_file::decode_all(bytes).expect("parquet") {
+            for record in islets_core::schema::events_from_batch(&batch).expect("rows") {
+                readable.insert(record.event_id);
+            }
+        }
+    }
+    let expected: std::collections::HashSet<&str> = readable.iter().map(String::as_str).collect();
+    let lost: Vec<String> = lost
+        .into_iter()
+        .filter(|id| !readable.contains(id))
+        .collect();
+    assert!(!lost.is_empty(), "some events are only in the broken file");
+
+    let response = router
+        .clone()
+        .oneshot(
+            Request::get("/v1/events?limit=1000")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response
+            .headers()
+            .get(crate::INCOMPLETE_HEADER)
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    let page: Value = serde_json::from_slice(
+        &axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body"),
+    )
+    .expect("json");
+    assert!(named(&page), "{page}");
+    let served: std::collections::HashSet<&str> = page["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["event_id"].as_str())
+        .collect();
+    assert_eq!(
+        served, expected,
+        "every readable event, none of the broken file's"
+    );
+
+    let (status, stats) = get(&router, "/v1/stats?since=2026-10-01&until=2026-12-01").await;
+    assert_eq!(status, StatusCode::OK, "{stats}");
+    assert!(named(&stats), "{stats}");
+    let (status, flow) = get(&router, "/v1/correlations/corr-1").await;
+    assert_eq!(status, StatusCode::OK, "{flow}");
+    assert!(named(&flow), "{flow}");
+    let (status, sql) = post_sql(
+        &router,
+        &serde_json::json!({"sql": "SELECT count(*) AS n FROM events"}).to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{sql}");
+    assert!(named(&sql), "{sql}");
+    assert_eq!(sql["rows"][0]["n"], expected.len());
+    let (status, missing) = get(&router, &format!("/v1/events/{}", lost[0])).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
+    assert!(
+        missing["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("cannot be read"),
+        "{missing}"
+    );
+    let (status, _, export) = get_text(&router, "/v1/events?format=ndjson", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(export.lines().count(), expected.len());
+    let (status, ready) = get(&router, "/readyz").await;
+    assert_eq!(status, StatusCode::OK, "{ready}");
+    assert_eq!(ready["status"], "degraded");
+    assert_eq!(ready["unreadable_files"], serde_json::json!([key.clone()]));
+    let (_, _, metrics) = get_text(&router, "/metrics", None).await;
+    assert!(
+        metrics.contains("islets_query_unreadable_files 1"),
+        "{metrics}"
+    );
+    // Nothing archived was changed or removed by the reader.
+    let after = fixture
+        .archive
+        .list_files(Table::Events)
+        .await
+        .expect("list");
+    assert_eq!(after.len(), files.len());
+    assert_eq!(
+        fixture.archive.get(&broken.location).await.expect("get"),
+        truncated
+    );
 }

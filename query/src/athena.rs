@@ -365,6 +365,7 @@ impl Positions {
             payload: self.required(row, "payload")?.to_owned(),
             schema_valid: self.required(row, "schema_valid")? == "true",
             schema_error: self.owned(row, "schema_error"),
+            conflict: self.text(row, "conflict") == Some("true"),
         })
     }
 }

@@ -49,15 +49,53 @@ const STORE_URL: &str = "islets://archive";
 /// Memory all queries of one engine may hold before sorts spill to disk.
 pub const QUERY_MEMORY_BYTES: usize = 512 * 1024 * 1024;
 
+/// Memory one `/v1/sql` statement may hold (sorts, joins, aggregates), apart from the
+/// engine's own queries: a heavy statement cannot starve pages and exports.
+pub const SQL_MEMORY_BYTES: usize = 256 * 1024 * 1024;
+/// Largest `/v1/sql` answer, as encoded JSON rows; beyond it the statement is refused with
+/// `result_too_large` (never a truncated document).
+pub const MAX_SQL_RESULT_BYTES: usize = 16 * 1024 * 1024;
+
 /// The answer to read-only SQL.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct SqlResult {
     /// The column names, in order.
     pub columns: Vec<String>,
-    /// One JSON object per row.
-    pub rows: Vec<serde_json::Value>,
+    /// The rows, a JSON array of one object per row, encoded once (not parsed again).
+    pub rows: Box<serde_json::value::RawValue>,
+    /// How many rows `rows` holds.
+    pub row_count: usize,
     /// More rows existed than were returned.
     pub truncated: bool,
+}
+
+impl SqlResult {
+    /// The rows parsed (tests and small answers).
+    pub fn parsed_rows(&self) -> Vec<serde_json::Value> {
+        serde_json::from_str(self.rows.get()).unwrap_or_default()
+    }
+}
+
+/// A `Write` that refuses to grow past a byte limit (so an answer is never built beyond it).
+struct CappedBuffer {
+    bytes: Vec<u8>,
+    limit: usize,
+    exceeded: bool,
+}
+
+impl std::io::Write for CappedBuffer {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + data.len() > self.limit {
+            self.exceeded = true;
+            return Err(std::io::Error::other("the answer is over the byte limit"));
+        }
+        self.bytes.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// One bucket of `/v1/stats`.
@@ -100,6 +138,8 @@ struct CachedListing {
 pub struct DataFusionEngine {
     archive: Archive,
     runtime: Arc<RuntimeEnv>,
+    /// `/v1/sql`'s own memory budget ([`SQL_MEMORY_BYTES`]).
+    sql_runtime: Arc<RuntimeEnv>,
     listing: Mutex<Option<CachedListing>>,
     closed_listing_ttl: Duration,
     ids: IdIndex,
@@ -115,12 +155,18 @@ impl DataFusionEngine {
             .build_arc()
             .map_err(|error| Error::Engine(error.to_string()))?;
         let url = url::Url::parse(STORE_URL).map_err(|error| Error::Engine(error.to_string()))?;
+        let sql_runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(SQL_MEMORY_BYTES, 1.0)
+            .build_arc()
+            .map_err(|error| Error::Engine(error.to_string()))?;
         // The archive's store, rooted so that object keys are the layout keys.
         runtime.register_object_store(&url, archive.object_store().clone());
+        sql_runtime.register_object_store(&url, archive.object_store().clone());
         let ids = IdIndex::new(archive.object_store().clone());
         Ok(DataFusionEngine {
             archive,
             runtime,
+            sql_runtime,
             listing: Mutex::new(None),
             closed_listing_ttl: CLOSED_LISTING_TTL,
             ids,
@@ -200,7 +246,7 @@ impl DataFusionEngine {
                 .map(|id| (IdColumn::CorrelationId, vec![id.clone()]))
         };
         let Some((column, values)) = probe else {
-            return Ok(in_range.into_iter().map(archive_file).collect());
+            return Ok(self.readable(in_range.into_iter().map(archive_file).collect()));
         };
         let candidates = self
             .ids
@@ -215,9 +261,54 @@ impl DataFusionEngine {
             .collect())
     }
 
+    /// `files` without those known to be unreadable.
+    fn readable(&self, files: Vec<PartitionedFile>) -> Vec<PartitionedFile> {
+        files
+            .into_iter()
+            .filter(|file| !self.ids.is_unreadable(&file.object_meta.location))
+            .collect()
+    }
+
+    /// Runs `query` over the readable `files`. When it fails as the engine (not the
+    /// caller, not the store), the files' footers are read: if some are unreadable, the
+    /// query runs again without them (the caller says the answer is incomplete), so one
+    /// truncated file never turns every query into an error.
+    async fn tolerant<'a, T, F, Fut>(&'a self, files: Vec<PartitionedFile>, query: F) -> Result<T>
+    where
+        F: Fn(Vec<PartitionedFile>) -> Fut,
+        Fut: std::future::Future<Output = Result<T>> + 'a,
+    {
+        let files = self.readable(files);
+        match query(files.clone()).await {
+            Err(Error::Engine(message)) => {
+                let metas: Vec<&ObjectMeta> = files.iter().map(|file| &file.object_meta).collect();
+                if self.ids.check(&metas).await? == 0 {
+                    return Err(Error::Engine(message));
+                }
+                query(self.readable(files)).await
+            }
+            other => other,
+        }
+    }
+
     fn context(&self) -> SessionContext {
         let config = SessionConfig::new().with_target_partitions(4);
         SessionContext::new_with_config_rt(config, self.runtime.clone())
+    }
+
+    /// A session for caller SQL: its own memory budget, bounded functions.
+    fn sql_session(&self, files: Vec<PartitionedFile>) -> Result<SessionContext> {
+        let config = SessionConfig::new()
+            .with_target_partitions(2)
+            .with_batch_size(1024);
+        let context = SessionContext::new_with_config_rt(config, self.sql_runtime.clone());
+        crate::bounds::bound_functions(&context);
+        let store_url = ObjectStoreUrl::parse(STORE_URL).map_err(engine_error)?;
+        let table = ArchiveFiles::new(events_schema(), store_url, files);
+        context
+            .register_table(RAW_EVENTS_TABLE, Arc::new(table))
+            .map_err(engine_error)?;
+        Ok(context)
     }
 
     /// Runs compiled SQL over `files`, collecting the rows.
@@ -303,6 +394,44 @@ fn engine_error(error: DataFusionError) -> Error {
     Error::Engine(error.to_string())
 }
 
+/// Whether a file could not be decoded or read, somewhere in the error's chain.
+fn reading_failed(error: &DataFusionError) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(inner) = current {
+        if inner.is::<parquet::errors::ParquetError>() || inner.is::<object_store::Error>() {
+            return true;
+        }
+        if let Some(DataFusionError::ParquetError(_) | DataFusionError::ObjectStore(_)) =
+            inner.downcast_ref::<DataFusionError>()
+        {
+            return true;
+        }
+        current = inner.source();
+    }
+    false
+}
+
+/// Errors of caller SQL: planning and execution errors are the caller's (4xx), a store
+/// failure is not.
+fn sql_error(error: DataFusionError) -> Error {
+    if let Some(too_large) = crate::bounds::value_too_large(&error) {
+        return Error::ValueTooLarge(too_large.to_string());
+    }
+    if reading_failed(&error) {
+        return Error::Engine(error.to_string());
+    }
+    match error.find_root() {
+        DataFusionError::ObjectStore(source) => Error::Engine(source.to_string()),
+        // A file that cannot be decoded: the engine's (it leaves the file out and retries).
+        DataFusionError::ParquetError(source) => Error::Engine(source.to_string()),
+        DataFusionError::ResourcesExhausted(reason) => Error::QueryTooLarge(format!(
+            "the statement needs more than the {} MiB /v1/sql may hold ({reason}): aggregate more, select fewer or smaller columns, or narrow the time range",
+            SQL_MEMORY_BYTES / (1024 * 1024)
+        )),
+        _ => Error::InvalidSql(error.to_string()),
+    }
+}
+
 /// What the API (and replay, and the console) ask of an engine.
 #[async_trait]
 pub trait QueryEngine: Send + Sync + 'static {
@@ -325,6 +454,13 @@ pub trait QueryEngine: Send + Sync + 'static {
 
     /// Whether the engine can answer now (the store or the service answers).
     async fn ready(&self) -> Result<()>;
+
+    /// Archive files that cannot be read and that answers therefore leave out: those
+    /// `filter`'s range covers, or all of them. Engines that read no files themselves
+    /// (Athena) know of none.
+    async fn unreadable(&self, _filter: Option<&EventFilter>) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
 }
 
 #[async_trait]
@@ -340,8 +476,9 @@ impl QueryEngine for DataFusionEngine {
                 .unwrap_or(Ulid::nil()),
         };
         let files = self.select(&listing, &query.filter, Some(snapshot)).await?;
+        let compiled = compile_page(query, Dialect::DataFusion);
         let mut events = self
-            .run(files, compile_page(query, Dialect::DataFusion))
+            .tolerant(files, |files| self.run(files, compiled.clone()))
             .await?;
         let next_cursor = if events.len() > query.limit {
             events.truncate(query.limit);
@@ -359,82 +496,56 @@ impl QueryEngine for DataFusionEngine {
 
     async fn correlation(&self, correlation_id: &str, max_rows: usize) -> Result<Vec<EventRecord>> {
         let listing = self.listing().await?;
-        let files = listing.iter().map(archive_file).collect();
-        self.run(
-            files,
-            compile_correlation(correlation_id, max_rows, Dialect::DataFusion),
-        )
-        .await
+        // The resident id index, as for event ids: only files whose correlation_id bloom
+        // filters may hold the id are opened.
+        let filter = EventFilter {
+            correlation_id: Some(correlation_id.to_owned()),
+            ..EventFilter::default()
+        };
+        let files = self.select(&listing, &filter, None).await?;
+        let compiled = compile_correlation(correlation_id, max_rows, Dialect::DataFusion);
+        self.tolerant(files, |files| self.run(files, compiled.clone()))
+            .await
     }
 
     async fn export(&self, filter: &EventFilter, order: Order) -> Result<EventStream> {
         let listing = self.listing().await?;
         let files = self.select(&listing, filter, None).await?;
+        // A stream cannot be run again once it failed half-way: the footers of its files
+        // are checked first (once per file), and the unreadable ones left out.
+        let metas: Vec<&ObjectMeta> = files.iter().map(|file| &file.object_meta).collect();
+        self.ids.check(&metas).await?;
+        let files = self.readable(files);
         self.stream(files, compile_export(filter, order, Dialect::DataFusion))
             .await
     }
 
     async fn sql(&self, sql: &str, max_rows: usize) -> Result<SqlResult> {
-        // Planning and execution errors are the caller's; a store failure is not.
-        let query_error = |error: DataFusionError| match error {
-            DataFusionError::ObjectStore(source) => Error::Engine(source.to_string()),
-            other => Error::InvalidSql(other.to_string()),
-        };
         let listing = self.listing().await?;
         let files = listing.iter().map(archive_file).collect();
-        let context = self.session(files, RAW_EVENTS_TABLE)?;
-        context.sql(&events_view()).await.map_err(engine_error)?;
-        let read_only = SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false);
-        let frame = context
-            .sql_with_options(sql, read_only)
+        self.tolerant(files, |files| self.sql_over(files, sql, max_rows))
             .await
-            .map_err(query_error)?;
-        let columns: Vec<String> = frame
-            .schema()
-            .fields()
-            .iter()
-            .map(|field| field.name().clone())
-            .collect();
-        let mut batches = frame.execute_stream().await.map_err(query_error)?;
-        let mut writer = datafusion::arrow::json::ArrayWriter::new(Vec::new());
-        let mut rows_seen = 0;
-        let mut truncated = false;
-        while let Some(batch) = batches.try_next().await.map_err(query_error)? {
-            let room = max_rows - rows_seen;
-            if batch.num_rows() > room {
-                truncated = true;
-            }
-            let batch = batch.slice(0, batch.num_rows().min(room));
-            rows_seen += batch.num_rows();
-            writer
-                .write(&batch)
-                .map_err(|error| Error::Engine(error.to_string()))?;
-            if truncated {
-                break;
-            }
-        }
-        writer
-            .finish()
-            .map_err(|error| Error::Engine(error.to_string()))?;
-        let bytes = writer.into_inner();
-        let rows = if bytes.is_empty() {
-            Vec::new()
-        } else {
-            serde_json::from_slice(&bytes).map_err(|error| Error::Engine(error.to_string()))?
-        };
-        Ok(SqlResult {
-            columns,
-            rows,
-            truncated,
-        })
     }
 
     async fn ready(&self) -> Result<()> {
         // The cached listing: at most one LIST per TTL however often probes come.
         self.listing().await.map(|_| ())
+    }
+
+    async fn unreadable(&self, filter: Option<&EventFilter>) -> Result<Vec<String>> {
+        let known = self.ids.unreadable();
+        if known.is_empty() {
+            return Ok(Vec::new());
+        }
+        let listing = self.listing().await?;
+        Ok(listing
+            .iter()
+            .filter(|(file, meta)| {
+                filter.is_none_or(|filter| filter.may_match(&file.partition))
+                    && known.iter().any(|(path, _)| *path == meta.location)
+            })
+            .map(|(_, meta)| meta.location.to_string())
+            .collect())
     }
 
     async fn stats(&self, query: &StatsQuery) -> Result<Vec<StatsBucket>> {
@@ -444,6 +555,94 @@ impl QueryEngine for DataFusionEngine {
             .filter(|(file, _)| query.filter.may_match(&file.partition))
             .map(archive_file)
             .collect();
+        self.tolerant(files, |files| self.stats_over(files, query))
+            .await
+    }
+}
+
+impl DataFusionEngine {
+    /// `/v1/sql` over `files`.
+    async fn sql_over(
+        &self,
+        files: Vec<PartitionedFile>,
+        sql: &str,
+        max_rows: usize,
+    ) -> Result<SqlResult> {
+        let context = self.sql_session(files)?;
+        context.sql(&events_view()).await.map_err(engine_error)?;
+        let read_only = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let frame = context
+            .sql_with_options(sql, read_only)
+            .await
+            .map_err(sql_error)?;
+        crate::bounds::refuse_unbounded(frame.logical_plan()).map_err(Error::InvalidSql)?;
+        let columns: Vec<String> = frame
+            .schema()
+            .fields()
+            .iter()
+            .map(|field| field.name().clone())
+            .collect();
+        // Optimising folds constants: bounded functions refuse huge values here too.
+        let mut batches = frame.execute_stream().await.map_err(sql_error)?;
+        let mut writer = datafusion::arrow::json::ArrayWriter::new(CappedBuffer {
+            bytes: Vec::new(),
+            limit: MAX_SQL_RESULT_BYTES,
+            exceeded: false,
+        });
+        let too_large = || Error::ResultTooLarge {
+            limit_bytes: MAX_SQL_RESULT_BYTES,
+        };
+        let mut row_count = 0;
+        let mut truncated = false;
+        while let Some(batch) = batches.try_next().await.map_err(sql_error)? {
+            let room = max_rows - row_count;
+            if batch.num_rows() > room {
+                truncated = true;
+            }
+            let batch = batch.slice(0, batch.num_rows().min(room));
+            row_count += batch.num_rows();
+            if let Err(error) = writer.write(&batch) {
+                return Err(if writer.get_ref().exceeded {
+                    too_large()
+                } else {
+                    Error::Engine(error.to_string())
+                });
+            }
+            if truncated {
+                break;
+            }
+        }
+        if let Err(error) = writer.finish() {
+            return Err(if writer.get_ref().exceeded {
+                too_large()
+            } else {
+                Error::Engine(error.to_string())
+            });
+        }
+        let mut bytes = writer.into_inner().bytes;
+        if bytes.is_empty() {
+            bytes.extend_from_slice(b"[]");
+        }
+        let text = String::from_utf8(bytes).map_err(|error| Error::Engine(error.to_string()))?;
+        let rows = serde_json::value::RawValue::from_string(text)
+            .map_err(|error| Error::Engine(error.to_string()))?;
+        Ok(SqlResult {
+            columns,
+            rows,
+            row_count,
+            truncated,
+        })
+    }
+
+    /// `/v1/stats` over `files`.
+    async fn stats_over(
+        &self,
+        files: Vec<PartitionedFile>,
+        query: &StatsQuery,
+    ) -> Result<Vec<StatsBucket>> {
         let frame = self.frame(files, compile_stats(query)).await?;
         let batches = frame.collect().await.map_err(engine_error)?;
         let mut buckets = Vec::new();
@@ -479,6 +678,29 @@ mod tests {
 
     use super::*;
     use crate::test_support::{HOUR, Predicate, START, fixture, ids, query, record, write};
+
+    #[tokio::test]
+    async fn correlation_lookups_go_through_the_resident_id_index() {
+        let fixture = fixture().await;
+        let engine = DataFusionEngine::new(fixture.archive.clone()).expect("engine");
+        assert_eq!(engine.ids.files_held().await, 0);
+        let flow = engine.correlation("corr-1", 100).await.expect("flow");
+        let expected: HashSet<String> = fixture
+            .records
+            .iter()
+            .filter(|r| r.correlation_id.as_deref() == Some("corr-1"))
+            .map(|r| r.event_id.clone())
+            .collect();
+        assert_eq!(ids(&flow).into_iter().collect::<HashSet<_>>(), expected);
+        let listing = engine.listing().await.expect("listing");
+        assert_eq!(
+            engine.ids.files_held().await,
+            listing.len(),
+            "the bloom filters of every file were read and kept for the next lookup"
+        );
+        let none = engine.correlation("corr-none", 100).await.expect("flow");
+        assert!(none.is_empty());
+    }
 
     #[tokio::test]
     async fn filters_select_exactly_the_matching_events_once() {

@@ -19,6 +19,23 @@ pub enum Error {
     #[error("sql: {0}")]
     InvalidSql(String),
 
+    /// A `/v1/sql` function would build a value over the bounds of [`crate::bounds`].
+    #[error("sql: {0}")]
+    ValueTooLarge(String),
+
+    /// A `/v1/sql` statement needs more memory than its budget.
+    #[error("sql: {0}")]
+    QueryTooLarge(String),
+
+    /// A `/v1/sql` answer is over its byte limit.
+    #[error(
+        "the answer is over {limit_bytes} bytes of JSON: select fewer or smaller columns, aggregate, or add a LIMIT"
+    )]
+    ResultTooLarge {
+        /// The limit.
+        limit_bytes: usize,
+    },
+
     /// The archive could not be read.
     #[error("archive: {0}")]
     Store(#[source] islets_core::Error),
@@ -44,9 +61,7 @@ impl Error {
     pub fn field(&self) -> Option<&str> {
         match self {
             Error::InvalidParameter { field, .. } => Some(field),
-            Error::InvalidSql(_) | Error::Store(_) | Error::Engine(_) | Error::Unsupported(_) => {
-                None
-            }
+            _ => None,
         }
     }
 }
@@ -55,7 +70,10 @@ impl islets_core::kind::Classify for Error {
     fn kind(&self) -> islets_core::kind::ErrorKind {
         use islets_core::kind::ErrorKind;
         match self {
-            Error::InvalidParameter { .. } | Error::InvalidSql(_) => ErrorKind::Usage,
+            Error::InvalidParameter { .. } | Error::InvalidSql(_) | Error::ValueTooLarge(_) => {
+                ErrorKind::Usage
+            }
+            Error::QueryTooLarge(_) | Error::ResultTooLarge { .. } => ErrorKind::TooLarge,
             Error::Store(_) => ErrorKind::Unavailable,
             Error::Unsupported(_) => ErrorKind::Unsupported,
             Error::Engine(_) => ErrorKind::Internal,
@@ -66,6 +84,9 @@ impl islets_core::kind::Classify for Error {
         match self {
             Error::InvalidParameter { .. } => "invalid_parameter",
             Error::InvalidSql(_) => "invalid_sql",
+            Error::ValueTooLarge(_) => "value_too_large",
+            Error::QueryTooLarge(_) => "query_too_large",
+            Error::ResultTooLarge { .. } => "result_too_large",
             Error::Store(_) => "store_unavailable",
             Error::Unsupported(_) => "not_supported",
             Error::Engine(_) => "internal",
@@ -75,7 +96,12 @@ impl islets_core::kind::Classify for Error {
     fn details(&self) -> serde_json::Value {
         match self {
             Error::InvalidParameter { field, .. } => serde_json::json!({ "field": field }),
-            Error::InvalidSql(_) => serde_json::json!({"field": "sql"}),
+            Error::InvalidSql(_) | Error::ValueTooLarge(_) | Error::QueryTooLarge(_) => {
+                serde_json::json!({"field": "sql"})
+            }
+            Error::ResultTooLarge { limit_bytes } => {
+                serde_json::json!({"field": "sql", "limit_bytes": limit_bytes})
+            }
             Error::Store(_) | Error::Unsupported(_) | Error::Engine(_) => serde_json::json!({}),
         }
     }

@@ -7,8 +7,15 @@
 //! every file in memory and DataFusion opens only the few files that may hold the id.
 //! Memory is about 1.2 bytes per event per column (1% false positives): ~120 MB for a year
 //! of 50M events. Files the listing no longer shows are dropped.
+//!
+//! Reading a file's footer is also how the engine tells an **unreadable** file (truncated
+//! by a crash, or not Parquet at all) from a store that is unavailable: a file whose
+//! footer or filters cannot be decoded is recorded here, with the reason, and every query
+//! leaves it out and says so (`incomplete`), instead of failing as a whole. A store error
+//! is not a verdict on the file: it fails the query as before, and the file is read again
+//! next time.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -72,6 +79,8 @@ impl FileFilters {
 pub struct IdIndex {
     store: Arc<dyn ObjectStore>,
     files: Mutex<HashMap<Path, Arc<FileFilters>>>,
+    /// Files that cannot be decoded, with why.
+    unreadable: std::sync::Mutex<BTreeMap<Path, String>>,
 }
 
 impl IdIndex {
@@ -80,7 +89,35 @@ impl IdIndex {
         IdIndex {
             store,
             files: Mutex::new(HashMap::new()),
+            unreadable: std::sync::Mutex::new(BTreeMap::new()),
         }
+    }
+
+    fn unreadable_map(&self) -> std::sync::MutexGuard<'_, BTreeMap<Path, String>> {
+        self.unreadable
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Whether `path` is known to be unreadable.
+    pub fn is_unreadable(&self, path: &Path) -> bool {
+        self.unreadable_map().contains_key(path)
+    }
+
+    /// Every file known to be unreadable, with why.
+    pub fn unreadable(&self) -> Vec<(Path, String)> {
+        self.unreadable_map()
+            .iter()
+            .map(|(path, reason)| (path.clone(), reason.clone()))
+            .collect()
+    }
+
+    /// Reads the footer and filters of each of `files` not read yet; records those that
+    /// cannot be decoded. Returns how many files were newly found unreadable.
+    pub async fn check(&self, files: &[&ObjectMeta]) -> Result<usize> {
+        let before = self.unreadable_map().len();
+        self.load(files).await?;
+        Ok(self.unreadable_map().len() - before)
     }
 
     /// Of `files`, those that may hold one of `values` in `column`. Reads the filters of
@@ -96,6 +133,7 @@ impl IdIndex {
         let known = self.files.lock().await;
         Ok(files
             .into_iter()
+            .filter(|meta| !self.is_unreadable(&meta.location))
             .filter(|meta| {
                 known
                     .get(&meta.location)
@@ -120,32 +158,51 @@ impl IdIndex {
             let known = self.files.lock().await;
             files
                 .iter()
-                .filter(|meta| meta.size > 0 && !known.contains_key(&meta.location))
+                .filter(|meta| {
+                    !known.contains_key(&meta.location) && !self.is_unreadable(&meta.location)
+                })
                 .map(|meta| (*meta).clone())
                 .collect()
         };
         if missing.is_empty() {
             return Ok(());
         }
-        let read: Vec<(Path, FileFilters)> = futures::stream::iter(missing)
+        let read: Vec<(Path, Option<FileFilters>)> = futures::stream::iter(missing)
             .map(|meta| async move {
-                let filters = self.read(&meta).await?;
-                Ok::<_, Error>((meta.location, filters))
+                match self.read(&meta).await {
+                    Ok(filters) => Ok((meta.location, Some(filters))),
+                    Err(Verdict::Unreadable(reason)) => {
+                        tracing::error!(file = %meta.location, %reason, "an archive file cannot be read; answers leave it out and say they are incomplete");
+                        self.unreadable_map().insert(meta.location.clone(), reason);
+                        Ok((meta.location, None))
+                    }
+                    Err(Verdict::Store(error)) => Err(error),
+                }
             })
             .buffer_unordered(CONCURRENT_READS)
             .try_collect()
             .await?;
         let mut known = self.files.lock().await;
         for (path, filters) in read {
-            known.insert(path, Arc::new(filters));
+            if let Some(filters) = filters {
+                known.insert(path, Arc::new(filters));
+            }
         }
         Ok(())
     }
 
-    async fn read(&self, meta: &ObjectMeta) -> Result<FileFilters> {
-        let failed = |error: parquet::errors::ParquetError| {
-            Error::Engine(format!("bloom filters of {}: {error}", meta.location))
+    async fn read(&self, meta: &ObjectMeta) -> std::result::Result<FileFilters, Verdict> {
+        // A store error (the store is down, the file vanished) says nothing about the
+        // file; anything else means its bytes are not a readable Parquet file.
+        let failed = |error: parquet::errors::ParquetError| match error {
+            ParquetError::External(inner) if inner.is::<object_store::Error>() => Verdict::Store(
+                Error::Engine(format!("bloom filters of {}: {inner}", meta.location)),
+            ),
+            other => Verdict::Unreadable(other.to_string()),
         };
+        if meta.size == 0 {
+            return Err(Verdict::Unreadable("the file is empty".to_owned()));
+        }
         let reader = StoreReader {
             store: self.store.clone(),
             path: meta.location.clone(),
@@ -183,6 +240,14 @@ impl IdIndex {
     pub async fn files_held(&self) -> usize {
         self.files.lock().await.len()
     }
+}
+
+/// Why a file's filters could not be read.
+enum Verdict {
+    /// Its bytes are not a readable Parquet file.
+    Unreadable(String),
+    /// The store failed: nothing is known about the file.
+    Store(Error),
 }
 
 /// Range reads of one object: the footer, then each bloom filter.

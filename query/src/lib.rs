@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod athena;
+pub mod bounds;
 pub mod engine;
 pub mod error;
 pub mod id_index;

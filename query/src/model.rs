@@ -86,6 +86,11 @@ pub struct Cursor {
     /// The last row's `event_id`.
     pub after_event_id: String,
     fingerprint: u64,
+    /// The time window of the first page, as resolved then: a relative `since=7d` means
+    /// the same instant on every page, not one that moves with the clock.
+    window: (Option<i64>, Option<i64>),
+    /// When the first cursor of the query was made (ms).
+    created_ms: i64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -95,33 +100,50 @@ struct CursorWire {
     t: i64,
     e: String,
     f: String,
+    #[serde(default)]
+    a: Option<i64>,
+    #[serde(default)]
+    b: Option<i64>,
+    c: i64,
 }
 
 impl Cursor {
     /// The cursor continuing `query` after the row (`published_at_ms`, `event_id`).
     pub fn after(query: &EventQuery, snapshot: Ulid, published_at_ms: i64, event_id: &str) -> Self {
+        let created_ms = query
+            .cursor
+            .as_ref()
+            .map_or_else(|| chrono::Utc::now().timestamp_millis(), |c| c.created_ms);
         Cursor {
             snapshot,
             after_published_at_ms: published_at_ms,
             after_event_id: event_id.to_owned(),
             fingerprint: fingerprint(&query.filter, query.order),
+            window: (query.filter.since_ms, query.filter.until_ms),
+            created_ms,
         }
     }
 
     /// The opaque text handed to clients.
     pub fn encode(&self) -> String {
         let wire = CursorWire {
-            v: 1,
+            v: 2,
             s: self.snapshot.to_string(),
             t: self.after_published_at_ms,
             e: self.after_event_id.clone(),
             f: format!("{:016x}", self.fingerprint),
+            a: self.window.0,
+            b: self.window.1,
+            c: self.created_ms,
         };
         let json = serde_json::to_vec(&wire).unwrap_or_default();
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
     }
 
-    fn decode(text: &str, filter: &EventFilter, order: Order) -> Result<Self> {
+    /// Decodes a cursor of `filter`'s query and puts the first page's window back into
+    /// `filter`: a bound given as a duration (`since=7d`) resolves later on each page, by
+    /// exactly the time since the first page; any other change is another query.
+    fn decode(text: &str, filter: &mut EventFilter, order: Order, now_ms: i64) -> Result<Self> {
         let malformed = || {
             Error::invalid(
                 "cursor",
@@ -132,22 +154,40 @@ impl Cursor {
             .decode(text)
             .map_err(|_| malformed())?;
         let wire: CursorWire = serde_json::from_slice(&bytes).map_err(|_| malformed())?;
-        if wire.v != 1 {
+        if wire.v != 2 {
             return Err(malformed());
         }
         let snapshot = wire.s.parse().map_err(|_| malformed())?;
         let stored = u64::from_str_radix(&wire.f, 16).map_err(|_| malformed())?;
-        if stored != fingerprint(filter, order) {
-            return Err(Error::invalid(
+        let another_query = || {
+            Error::invalid(
                 "cursor",
                 "the cursor belongs to another query: keep the filters and order of the first page",
-            ));
+            )
+        };
+        // A duration resolves to a later instant on each page; by no more than the time
+        // since the first page (and a second of clock slack).
+        let elapsed = now_ms.saturating_sub(wire.c).max(0) + 1_000;
+        let same_bound = |now: Option<i64>, first: Option<i64>| match (now, first) {
+            (None, None) => true,
+            (Some(now), Some(first)) => (0..=elapsed).contains(&now.saturating_sub(first)),
+            _ => false,
+        };
+        if !same_bound(filter.since_ms, wire.a) || !same_bound(filter.until_ms, wire.b) {
+            return Err(another_query());
+        }
+        filter.since_ms = wire.a;
+        filter.until_ms = wire.b;
+        if stored != fingerprint(filter, order) {
+            return Err(another_query());
         }
         Ok(Cursor {
             snapshot,
             after_published_at_ms: wire.t,
             after_event_id: wire.e,
             fingerprint: stored,
+            window: (wire.a, wire.b),
+            created_ms: wire.c,
         })
     }
 }
@@ -190,14 +230,18 @@ pub fn parse_time(text: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
         return date.and_hms_opt(0, 0, 0).map(|naive| naive.and_utc());
     }
-    let split = text.len().checked_sub(1)?;
-    let (amount, unit) = text.split_at(split);
-    let amount: i64 = amount.parse().ok().filter(|amount| *amount >= 0)?;
+    // Split at a character, never at a byte index: the text is user input (`since=7日`).
+    let unit = text.chars().next_back()?;
+    let amount = text.strip_suffix(unit)?;
+    if amount.is_empty() || !amount.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    let amount: i64 = amount.parse().ok()?;
     let duration = match unit {
-        "s" => Duration::try_seconds(amount)?,
-        "m" => Duration::try_minutes(amount)?,
-        "h" => Duration::try_hours(amount)?,
-        "d" => Duration::try_days(amount)?,
+        's' => Duration::try_seconds(amount)?,
+        'm' => Duration::try_minutes(amount)?,
+        'h' => Duration::try_hours(amount)?,
+        'd' => Duration::try_days(amount)?,
         _ => return None,
     };
     now.checked_sub_signed(duration)
@@ -347,7 +391,7 @@ pub fn parse_event_query(
             ));
         }
     };
-    let filter = EventFilter {
+    let mut filter = EventFilter {
         event_ids,
         correlation_id: single
             .get("correlation_id")
@@ -367,7 +411,7 @@ pub fn parse_event_query(
     };
     let cursor = single
         .get("cursor")
-        .map(|text| Cursor::decode(text, &filter, order))
+        .map(|text| Cursor::decode(text, &mut filter, order, now.timestamp_millis()))
         .transpose()?;
     Ok(EventQuery {
         filter,
@@ -592,6 +636,58 @@ mod tests {
     }
 
     #[test]
+    fn a_relative_since_keeps_the_first_pages_window_on_later_pages() {
+        let parse_at = |query: &str, now: DateTime<Utc>| {
+            let pairs: Vec<(String, String)> = query
+                .split('&')
+                .filter_map(|pair| pair.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            parse_event_query(&pairs, PASS_THROUGH_PARAMETERS, now)
+        };
+        let first_at = Utc::now();
+        let later = first_at + Duration::minutes(5);
+        for window in [
+            "since=7d",
+            "since=90m&until=15m",
+            "since=2026-11-01&until=2h",
+        ] {
+            let first = parse_at(window, first_at).expect("valid");
+            let cursor = Cursor::after(&first, Ulid::new(), 1_700_000_000_000, "event-9").encode();
+            let next = parse_at(&format!("{window}&cursor={cursor}"), later)
+                .unwrap_or_else(|error| panic!("{window}: page 2 five minutes later: {error}"));
+            assert_eq!(
+                (next.filter.since_ms, next.filter.until_ms),
+                (first.filter.since_ms, first.filter.until_ms),
+                "{window}: the first page's window"
+            );
+            // The cursor of page 2 continues page 3 the same way.
+            let cursor = Cursor::after(&next, Ulid::new(), 1_700_000_000_001, "event-8").encode();
+            let third = parse_at(
+                &format!("{window}&cursor={cursor}"),
+                later + Duration::minutes(1),
+            )
+            .expect("page 3");
+            assert_eq!(third.filter.since_ms, first.filter.since_ms);
+        }
+        let first = parse_at("since=7d", first_at).expect("valid");
+        let cursor = Cursor::after(&first, Ulid::new(), 1_700_000_000_000, "event-9").encode();
+        for other in [
+            "since=6d",
+            "since=8d",
+            "since=2026-01-01",
+            "since=7d&until=1h",
+            "",
+        ] {
+            let error = parse_at(&format!("{other}&cursor={cursor}"), later).expect_err(other);
+            assert!(
+                error.to_string().contains("another query"),
+                "{other}: {error}"
+            );
+        }
+    }
+
+    #[test]
     fn stats_parameters_are_validated_and_default_to_a_week_by_day() {
         let pairs = |text: &str| -> Vec<(String, String)> {
             text.split('&')
@@ -650,6 +746,43 @@ mod tests {
                 .expect("valid")
                 .filter
                 .may_match(&hour("1999-01-01T00:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn times_holding_multibyte_characters_are_refused_not_a_panic() {
+        // Multi-byte characters in every position a byte-index split could cut through.
+        for text in [
+            "7日",
+            "日",
+            "€",
+            "7d€",
+            "€7d",
+            "1é",
+            "é1d",
+            "🦀",
+            "7🦀",
+            "7\u{301}d",
+            "ｄ",
+            "7ｄ",
+            "٣d",
+            "+7d",
+            "-7d",
+            " 7d",
+            "7 d",
+            "d",
+            "",
+        ] {
+            assert_eq!(parse_time(text, now()), None, "{text:?}");
+            let error = parse(&format!("since={text}"));
+            if !text.is_empty() {
+                assert_eq!(error.expect_err(text).field(), Some("since"), "{text:?}");
+            }
+        }
+        assert_eq!(
+            parse_time("7d", now()),
+            Some(now() - Duration::days(7)),
+            "a plain duration still parses"
         );
     }
 }

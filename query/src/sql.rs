@@ -157,7 +157,7 @@ fn assemble(
     limit: Option<usize>,
 ) -> String {
     let where_clause = where_clause(filters);
-    let mut sql = deduplicated(dialect, EVENTS_TABLE, &where_clause);
+    let mut sql = deduplicated(dialect, EVENTS_TABLE, &where_clause, true);
     for condition in outer {
         sql.push_str(" AND ");
         sql.push_str(condition);
@@ -179,12 +179,36 @@ fn where_clause(conditions: &[String]) -> String {
     }
 }
 
-/// Rows of `source` (filtered by `where_clause`), one per `event_id`: the earliest copy.
-fn deduplicated(dialect: Dialect, source: &str, where_clause: &str) -> String {
+/// Rows of `source` (filtered by `where_clause`), one per `event_id`: the copy ingested
+/// first. The order uses only what the ingester recorded (`ingested_at`, then the SQS
+/// message id), never a time the message body claims, so a later copy cannot take
+/// precedence by claiming an earlier `published_at`.
+///
+/// With `conflicts`, a `conflict` column says whether the copies differ in what a reader
+/// relies on (payload, topic, the standard attributes): an event_id reused for another
+/// message is flagged, not silently merged.
+fn deduplicated(dialect: Dialect, source: &str, where_clause: &str, conflicts: bool) -> String {
     let columns = columns();
     let select = select_list(dialect);
+    let (conflict_column, conflict_select) = if conflicts {
+        let window = "OVER (PARTITION BY event_id)";
+        let differs =
+            |expression: &str| format!("min({expression}) {window} <> max({expression}) {window}");
+        let standard = "concat(coalesce(aggregate, ''), '|', coalesce(event_type, ''), '|', coalesce(schema_version, ''), '|', coalesce(producer_system, ''), '|', coalesce(correlation_id, ''))";
+        (
+            format!(
+                ", ({} OR {} OR {}) AS islets_conflict",
+                differs("payload"),
+                differs("coalesce(topic_arn, '')"),
+                differs(standard)
+            ),
+            ", islets_conflict AS conflict",
+        )
+    } else {
+        (String::new(), "")
+    };
     format!(
-        "SELECT {select} FROM (SELECT {columns}, row_number() OVER (PARTITION BY event_id ORDER BY published_at, ingested_at, sqs_message_id) AS islets_copy FROM {source}{where_clause}) AS matched WHERE islets_copy = 1"
+        "SELECT {select}{conflict_select} FROM (SELECT {columns}, row_number() OVER (PARTITION BY event_id ORDER BY ingested_at, sqs_message_id, published_at) AS islets_copy{conflict_column} FROM {source}{where_clause}) AS matched WHERE islets_copy = 1"
     )
 }
 
@@ -192,7 +216,7 @@ fn deduplicated(dialect: Dialect, source: &str, where_clause: &str) -> String {
 pub fn events_view() -> String {
     format!(
         "CREATE VIEW {EVENTS_TABLE} AS {}",
-        deduplicated(Dialect::DataFusion, RAW_EVENTS_TABLE, "")
+        deduplicated(Dialect::DataFusion, RAW_EVENTS_TABLE, "", true)
     )
 }
 
@@ -284,7 +308,7 @@ pub fn compile_stats(query: &StatsQuery) -> CompiledQuery {
     };
     let sql = format!(
         "SELECT date_trunc('{unit}', published_at) AS bucket, {key} AS key, count(*) AS events FROM ({}) AS distinct_events GROUP BY 1, 2 ORDER BY 1, 2",
-        deduplicated(Dialect::DataFusion, EVENTS_TABLE, &where_clause)
+        deduplicated(Dialect::DataFusion, EVENTS_TABLE, &where_clause, false)
     );
     CompiledQuery {
         sql,

@@ -45,6 +45,7 @@ pub fn record(index: usize, published_at_ms: i64) -> EventRecord {
         payload: format!("{{\"n\":{index},\"note\":\"ação\"}}"),
         schema_valid: !index.is_multiple_of(5),
         schema_error: index.is_multiple_of(5).then(|| "bad".to_owned()),
+        conflict: false,
     }
 }
 

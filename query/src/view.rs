@@ -68,6 +68,10 @@ pub struct EventView {
     pub schema_valid: bool,
     /// Why it did not.
     pub schema_error: Option<String>,
+    /// Other archived copies of this event_id differ from this one (payload, topic or
+    /// standard attributes): the copy ingested first is shown; investigate the others
+    /// in `events_raw` (`POST /v1/sql`).
+    pub conflict: bool,
 }
 
 /// A message attribute as SNS carries it (binary values base64), for the OpenAPI document.
@@ -119,6 +123,7 @@ impl From<EventRecord> for EventView {
             payload,
             schema_valid: record.schema_valid,
             schema_error: record.schema_error,
+            conflict: record.conflict,
         }
     }
 }

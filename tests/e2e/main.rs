@@ -8,6 +8,8 @@ mod architecture;
 mod athena;
 mod bad_config;
 mod demo;
+mod fuzz;
+mod hostile_sql;
 mod http_source;
 mod provision;
 mod query_api;
