@@ -82,8 +82,10 @@ pub struct IngesterArgs {
     #[arg(long, env = "ISLETS_WAIT_TIME_SECS", default_value_t = 20)]
     pub wait_time_secs: u64,
 
-    /// How long received messages stay hidden from other consumers; must cover a whole
-    /// buffer age plus the upload (at least 3 × --max-batch-age-secs).
+    /// How long received messages stay hidden from other consumers (at least 3 ×
+    /// --max-batch-age-secs). While a message is held (buffered, being stored) its
+    /// visibility is extended by this much every third of it (needs
+    /// sqs:ChangeMessageVisibility).
     #[arg(long, env = "ISLETS_VISIBILITY_TIMEOUT_SECS", default_value_t = 300)]
     pub visibility_timeout_secs: u64,
 

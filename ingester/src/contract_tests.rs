@@ -90,6 +90,11 @@ fn components(store: &Path, queue: &Arc<InMemoryQueue>) -> Components {
 }
 
 async fn archived_ids(store: &Path) -> HashSet<String> {
+    archived_rows(store).await.into_iter().collect()
+}
+
+/// Every archived event_id, duplicates included.
+async fn archived_rows(store: &Path) -> Vec<String> {
     let archive = Archive::open(
         &StoreLocation::Local {
             root: store.to_owned(),
@@ -97,7 +102,7 @@ async fn archived_ids(store: &Path) -> HashSet<String> {
         None,
     )
     .expect("archive");
-    let mut ids = HashSet::new();
+    let mut ids = Vec::new();
     for (_, meta) in archive.list_files(Table::Events).await.expect("list") {
         for batch in decode_all(archive.get(&meta.location).await.expect("get")).expect("parquet") {
             ids.extend(
@@ -192,4 +197,55 @@ async fn shutdown_flushes_the_buffer_before_acknowledging_and_exiting() {
     assert_eq!(summary.events, 7);
     assert!(queue.is_empty());
     assert_eq!(archived_ids(store.path()).await, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_slower_than_the_visibility_timeout_is_not_delivered_again() {
+    let store = tempfile::tempdir().expect("tempdir");
+    let blocker = store.path().join("events");
+    std::fs::write(&blocker, "not a directory").expect("blocker");
+    let queue = Arc::new(InMemoryQueue::default());
+    let expected: HashSet<String> = fill(&queue, 15).into_iter().collect();
+    let mut configuration = config(store.path(), true);
+    configuration.limits.max_rows = 1_000;
+    // Retries through a failing store for several visibility timeouts (300 ms) before
+    // the store recovers.
+    configuration.flush_retry = FlushRetry {
+        attempts: 30,
+        first_backoff: Duration::from_millis(100),
+    };
+    let run = tokio::spawn(run_with(
+        configuration,
+        components(store.path(), &queue),
+        CancellationToken::new(),
+        None,
+    ));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while queue.deliveries() < 15 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "messages never received"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    std::fs::remove_file(&blocker).expect("repair the store");
+    let summary = run
+        .await
+        .expect("join")
+        .expect("drains once the store works");
+    assert!(queue.is_empty(), "every message deleted");
+    assert!(
+        queue.extensions() > 0,
+        "the heartbeat extended the held messages"
+    );
+    assert_eq!(
+        queue.deliveries(),
+        15,
+        "no message delivered again while its flush was retried"
+    );
+    assert_eq!(summary.events, 15);
+    let rows = archived_rows(store.path()).await;
+    assert_eq!(rows.len(), 15, "one row per message, no duplicates");
+    assert_eq!(rows.into_iter().collect::<HashSet<_>>(), expected);
 }

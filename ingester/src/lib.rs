@@ -14,6 +14,7 @@ pub mod pipeline;
 pub mod queue;
 pub mod server;
 pub mod sources;
+pub mod visibility;
 
 #[cfg(test)]
 mod contract_tests;
@@ -126,10 +127,25 @@ pub async fn run_with(
     };
     let metrics = Arc::new(Metrics::new());
     let writer_id = format!("ingester-{}-{}", std::process::id(), ulid::Ulid::new());
+    // Held SQS messages stay hidden while they are decoded, buffered and flushed.
+    let heartbeat = match (&config.source, &queue) {
+        (SourceConfig::Sqs(settings), Some(queue)) => Some(Arc::new(visibility::Heartbeat::new(
+            queue.clone(),
+            settings.visibility_timeout,
+            metrics.clone(),
+        ))),
+        _ => None,
+    };
+    let heartbeat_stop = CancellationToken::new();
+    let heartbeat_task = heartbeat
+        .clone()
+        .map(|heartbeat| tokio::spawn(heartbeat.run(heartbeat_stop.clone())));
     let context = PipelineContext {
         archive: archive.clone(),
         metrics: metrics.clone(),
         queue: queue.clone(),
+        heartbeat: heartbeat.clone(),
+        catalog: catalog.clone(),
         writer_id,
         retry: config.flush_retry,
     };
@@ -169,15 +185,15 @@ pub async fn run_with(
             if let Some(bound_tx) = bound_tx {
                 let _ = bound_tx.send(address);
             }
-            let ingest = matches!(config.source, SourceConfig::Http).then(|| HttpIngest {
-                catalog: catalog.clone(),
-                batches_tx: pipeline.batches_tx.clone(),
-                tokens: tokens.clone(),
+            let ingest = matches!(config.source, SourceConfig::Http).then(|| {
+                HttpIngest::new(catalog.clone(), pipeline.batches_tx.clone(), tokens.clone())
             });
             let router = server::router(ServerState {
                 metrics: metrics.clone(),
                 ready: ready.clone(),
                 ingest,
+                started_ms: chrono::Utc::now().timestamp_millis(),
+                polls: matches!(config.source, SourceConfig::Sqs(_)),
             });
             let stop = server_stop.clone();
             Some(tokio::spawn(islets_http::serve(
@@ -200,6 +216,7 @@ pub async fn run_with(
             };
             sources::sqs::run(
                 queue,
+                heartbeat.clone(),
                 settings.clone(),
                 catalog.clone(),
                 metrics.clone(),
@@ -241,7 +258,12 @@ pub async fn run_with(
     drop(batches_tx);
     let summary = task
         .await
-        .map_err(|error| Error::Flush(format!("pipeline task failed: {error}")))??;
+        .map_err(|error| Error::Flush(format!("pipeline task failed: {error}")));
+    heartbeat_stop.cancel();
+    if let Some(task) = heartbeat_task {
+        let _ = task.await;
+    }
+    let summary = summary??;
     source_result?;
     tracing::info!(
         messages = summary.messages,

@@ -13,6 +13,67 @@ pub struct EventLabels {
     pub event_type: String,
 }
 
+/// How long the ingester may go without completing a receive (SQS source), or, while it
+/// holds unacknowledged messages, without completing a flush, before it calls itself stalled.
+pub const STALL_TIMEOUT_MS: i64 = 5 * 60 * 1000;
+
+impl Metrics {
+    /// Why the ingester is stalled at `now_ms`, if it is: a receive loop that completes no
+    /// call (a silent connection, an unreachable queue), or messages held while no flush
+    /// completes (an unreachable store). `started_ms` stands in for "never".
+    pub fn stall(&self, now_ms: i64, started_ms: i64, polls: bool) -> Option<String> {
+        let since = |gauge: &Gauge| now_ms - gauge.get().max(started_ms);
+        let receive_age = since(&self.last_receive_completed_ms);
+        if polls && receive_age > STALL_TIMEOUT_MS {
+            return Some(format!(
+                "no receive from the queue has completed for {} s",
+                receive_age / 1000
+            ));
+        }
+        let flush_age = since(&self.last_flush_completed_ms);
+        let held = self.unacknowledged_messages.get() > 0 || self.buffered_rows.get() > 0;
+        if held && flush_age > STALL_TIMEOUT_MS {
+            return Some(format!(
+                "messages are held but no flush has stored its files for {} s",
+                flush_age / 1000
+            ));
+        }
+        None
+    }
+}
+
+/// The label value of aggregates and event types the catalog does not know.
+pub const UNKNOWN_LABEL: &str = "unknown";
+
+impl EventLabels {
+    /// Labels from the message's attributes, bounded by the catalog: a type the catalog
+    /// does not define is counted as `unknown`, so senders cannot mint new series.
+    pub fn bounded(
+        catalog: &islets_core::catalog::Catalog,
+        aggregate: Option<&str>,
+        event_type: Option<&str>,
+    ) -> Self {
+        match (aggregate, event_type) {
+            (Some(aggregate), Some(event_type))
+                if catalog.event(aggregate, event_type).is_some() =>
+            {
+                EventLabels {
+                    aggregate: aggregate.to_owned(),
+                    event_type: event_type.to_owned(),
+                }
+            }
+            (Some(aggregate), _) if catalog.aggregate(aggregate).is_some() => EventLabels {
+                aggregate: aggregate.to_owned(),
+                event_type: UNKNOWN_LABEL.to_owned(),
+            },
+            _ => EventLabels {
+                aggregate: UNKNOWN_LABEL.to_owned(),
+                event_type: UNKNOWN_LABEL.to_owned(),
+            },
+        }
+    }
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TableLabels {
     pub table: String,
@@ -38,6 +99,14 @@ pub struct Metrics {
     pub messages_received: Family<SourceLabels, Counter>,
     pub messages_acknowledged: Family<SourceLabels, Counter>,
     pub receive_errors: Counter,
+    pub visibility_extensions: Counter,
+    pub visibility_extension_failures: Counter,
+    /// When a receive last completed (ms since the epoch; 0: never).
+    pub last_receive_completed_ms: Gauge,
+    /// When a flush last stored its files (ms since the epoch; 0: never).
+    pub last_flush_completed_ms: Gauge,
+    /// 1 while the ingester is stalled (see [`Metrics::stall`]).
+    pub stalled: Gauge,
     pub buffered_rows: Gauge,
     pub unacknowledged_messages: Gauge,
     pub queue_visible_messages: Gauge,
@@ -122,6 +191,36 @@ impl Metrics {
             "Failed ReceiveMessage calls",
             receive_errors.clone(),
         );
+        let visibility_extensions = Counter::default();
+        metrics_registry.register(
+            "visibility_extensions",
+            "Held SQS messages whose visibility timeout the heartbeat extended",
+            visibility_extensions.clone(),
+        );
+        let visibility_extension_failures = Counter::default();
+        metrics_registry.register(
+            "visibility_extension_failures",
+            "Visibility extensions SQS refused or that failed (the message may be delivered again)",
+            visibility_extension_failures.clone(),
+        );
+        let last_receive_completed_ms = Gauge::default();
+        metrics_registry.register(
+            "last_receive_completed_timestamp_ms",
+            "When a ReceiveMessage call last completed (ms since the epoch)",
+            last_receive_completed_ms.clone(),
+        );
+        let last_flush_completed_ms = Gauge::default();
+        metrics_registry.register(
+            "last_flush_completed_timestamp_ms",
+            "When a flush last stored its files (ms since the epoch)",
+            last_flush_completed_ms.clone(),
+        );
+        let stalled = Gauge::default();
+        metrics_registry.register(
+            "stalled",
+            "1 while no receive, or no flush of held messages, has completed for the stall timeout",
+            stalled.clone(),
+        );
         let buffered_rows = Gauge::default();
         metrics_registry.register(
             "buffered_rows",
@@ -165,6 +264,11 @@ impl Metrics {
             messages_received,
             messages_acknowledged,
             receive_errors,
+            visibility_extensions,
+            visibility_extension_failures,
+            last_receive_completed_ms,
+            last_flush_completed_ms,
+            stalled,
             buffered_rows,
             unacknowledged_messages,
             queue_visible_messages,
@@ -193,5 +297,96 @@ impl Default for Metrics {
 pub fn source_label(source: &str) -> SourceLabels {
     SourceLabels {
         source: source.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_labels_name_only_what_the_catalog_defines() {
+        let directory = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
+        let catalog = islets_core::catalog::Catalog::load_dir(&directory).expect("catalog");
+        let labels = |aggregate: Option<&str>, event_type: Option<&str>| {
+            let labels = EventLabels::bounded(&catalog, aggregate, event_type);
+            (labels.aggregate, labels.event_type)
+        };
+        let owned = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+        assert_eq!(
+            labels(Some("listing"), Some("sold")),
+            owned("listing", "sold")
+        );
+        assert_eq!(
+            labels(Some("listing"), Some("x-1")),
+            owned("listing", UNKNOWN_LABEL)
+        );
+        assert_eq!(
+            labels(Some("boat"), Some("sold")),
+            owned(UNKNOWN_LABEL, UNKNOWN_LABEL)
+        );
+        assert_eq!(labels(None, None), owned(UNKNOWN_LABEL, UNKNOWN_LABEL));
+        // A thousand invented types are one series.
+        let metrics = Metrics::new();
+        for index in 0..1_000 {
+            let name = format!("invented_{index}");
+            metrics
+                .events_archived
+                .get_or_create(&EventLabels::bounded(&catalog, Some(&name), Some(&name)))
+                .inc();
+        }
+        let text = metrics.encode();
+        let series = text
+            .lines()
+            .filter(|line| line.starts_with("islets_ingester_events_archived_total{"))
+            .count();
+        assert_eq!(series, 1, "{text}");
+    }
+
+    #[test]
+    fn a_receive_loop_or_a_flush_that_completes_nothing_is_a_stall() {
+        let metrics = Metrics::new();
+        let start = 1_000_000_000_000;
+        let later = |ms: i64| start + ms;
+        assert_eq!(
+            metrics.stall(later(1_000), start, true),
+            None,
+            "just started"
+        );
+        assert!(
+            metrics
+                .stall(later(STALL_TIMEOUT_MS + 1_000), start, true)
+                .is_some_and(|why| why.contains("no receive")),
+            "no receive ever completed"
+        );
+        assert_eq!(
+            metrics.stall(later(STALL_TIMEOUT_MS + 1_000), start, false),
+            None,
+            "an HTTP ingester polls nothing"
+        );
+        metrics
+            .last_receive_completed_ms
+            .set(later(STALL_TIMEOUT_MS));
+        assert_eq!(
+            metrics.stall(later(STALL_TIMEOUT_MS + 1_000), start, true),
+            None
+        );
+        // Messages held, no flush completing: stalled on the store.
+        metrics.unacknowledged_messages.set(10);
+        metrics
+            .last_receive_completed_ms
+            .set(later(2 * STALL_TIMEOUT_MS));
+        assert!(
+            metrics
+                .stall(later(2 * STALL_TIMEOUT_MS), start, true)
+                .is_some_and(|why| why.contains("no flush"))
+        );
+        metrics
+            .last_flush_completed_ms
+            .set(later(2 * STALL_TIMEOUT_MS - 1_000));
+        assert_eq!(
+            metrics.stall(later(2 * STALL_TIMEOUT_MS), start, true),
+            None
+        );
     }
 }

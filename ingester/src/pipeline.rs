@@ -30,6 +30,7 @@ use crate::config::FlushLimits;
 use crate::error::{Error, Result};
 use crate::metrics::{EventLabels, Metrics, TableLabels, source_label};
 use crate::queue::Queue;
+use crate::visibility::Heartbeat;
 
 /// How a batch's messages are acknowledged once their rows are durable.
 #[derive(Debug)]
@@ -121,6 +122,10 @@ pub struct PipelineContext {
     pub metrics: Arc<Metrics>,
     /// The queue SQS acknowledgements go to.
     pub queue: Option<Arc<dyn Queue>>,
+    /// Keeps held SQS messages hidden until they are acknowledged or given up.
+    pub heartbeat: Option<Arc<Heartbeat>>,
+    /// The events catalog: metric labels name only its aggregates and event types.
+    pub catalog: Arc<Catalog>,
     /// Identifies this process in every file's metadata.
     pub writer_id: String,
     /// How storing a buffer is retried before it is given up.
@@ -385,10 +390,11 @@ async fn flush(
     }
     let mut per_event_type: HashMap<EventLabels, (u64, u64, u64)> = HashMap::new();
     for event in &events {
-        let labels = EventLabels {
-            aggregate: event.aggregate.clone().unwrap_or_default(),
-            event_type: event.event_type.clone().unwrap_or_default(),
-        };
+        let labels = EventLabels::bounded(
+            &context.catalog,
+            event.aggregate.as_deref(),
+            event.event_type.as_deref(),
+        );
         let entry = per_event_type.entry(labels).or_default();
         entry.0 += 1;
         entry.1 += event.payload.len() as u64;
@@ -443,6 +449,9 @@ async fn flush(
 
     // Every file is durable: now, and only now, acknowledge.
     let metrics = &context.metrics;
+    metrics
+        .last_flush_completed_ms
+        .set(chrono::Utc::now().timestamp_millis());
     for file in &files {
         let labels = TableLabels {
             table: file.table.prefix().to_owned(),
@@ -511,6 +520,10 @@ async fn acknowledge(
     if !receipt_handles.is_empty() {
         let count = receipt_handles.len() as u64;
         if let Some(queue) = &context.queue {
+            // Stored: no longer extended, whether or not the delete succeeds.
+            if let Some(heartbeat) = &context.heartbeat {
+                heartbeat.release(&receipt_handles);
+            }
             let mut failed = queue
                 .delete(&receipt_handles)
                 .await
@@ -553,6 +566,10 @@ async fn fail(
     for (ack, _) in acks {
         match ack {
             Ack::Sqs(handles) => {
+                // No longer extended: SQS delivers them again after the timeout.
+                if let Some(heartbeat) = &context.heartbeat {
+                    heartbeat.release(&handles);
+                }
                 context
                     .metrics
                     .unacknowledged_messages

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_sdk_sqs::types::{
-    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+    MessageSystemAttributeName, QueueAttributeName,
 };
 use islets_core::attributes::{AttributeValue, Attributes};
 use islets_core::record::SqsMetadata;
@@ -44,6 +45,14 @@ pub trait Queue: Send + Sync + 'static {
 
     /// Deletes messages by receipt handle. Returns the handles that could not be deleted.
     async fn delete(&self, receipt_handles: &[String]) -> Result<Vec<String>>;
+
+    /// Hides received messages for another `timeout` from now (the visibility heartbeat).
+    /// Returns the handles that could not be extended (deleted, or their receipt expired).
+    async fn extend_visibility(
+        &self,
+        receipt_handles: &[String],
+        timeout: Duration,
+    ) -> Result<Vec<String>>;
 
     /// The queue's depth.
     async fn depth(&self) -> Result<QueueDepth>;
@@ -191,6 +200,44 @@ impl Queue for SqsQueue {
         Ok(failed)
     }
 
+    async fn extend_visibility(
+        &self,
+        receipt_handles: &[String],
+        timeout: Duration,
+    ) -> Result<Vec<String>> {
+        let seconds = i32::try_from(timeout.as_secs()).unwrap_or(i32::MAX);
+        let mut failed = Vec::new();
+        for chunk in receipt_handles.chunks(SQS_BATCH) {
+            let entries: Vec<_> = chunk
+                .iter()
+                .enumerate()
+                .filter_map(|(index, handle)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(index.to_string())
+                        .receipt_handle(handle)
+                        .visibility_timeout(seconds)
+                        .build()
+                        .ok()
+                })
+                .collect();
+            let output = self
+                .client
+                .change_message_visibility_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|error| sdk_error("ChangeMessageVisibilityBatch", error))?;
+            for failure in output.failed {
+                if let Some(handle) = failure.id.parse::<usize>().ok().and_then(|i| chunk.get(i)) {
+                    tracing::warn!(code = %failure.code, message = ?failure.message, "sqs refused to extend a message's visibility");
+                    failed.push(handle.clone());
+                }
+            }
+        }
+        Ok(failed)
+    }
+
     async fn depth(&self) -> Result<QueueDepth> {
         let output = self
             .client
@@ -232,6 +279,8 @@ struct InMemoryState {
     next_id: u64,
     messages: VecDeque<StoredMessage>,
     receives: u64,
+    extensions: u64,
+    deliveries: u64,
 }
 
 #[derive(Debug)]
@@ -277,6 +326,16 @@ impl InMemoryQueue {
     /// Whether every message was deleted.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Messages handed out by every receive so far (a redelivery counts again).
+    pub fn deliveries(&self) -> u64 {
+        self.state().deliveries
+    }
+
+    /// How many visibility extensions succeeded.
+    pub fn extensions(&self) -> u64 {
+        self.state().extensions
     }
 
     /// The highest receive count of any message still queued.
@@ -325,6 +384,7 @@ impl Queue for InMemoryQueue {
                     metadata: message.metadata.clone(),
                 });
             }
+            state.deliveries += received.len() as u64;
             received
         };
         if received.is_empty() {
@@ -345,6 +405,28 @@ impl Queue for InMemoryQueue {
                 failed.push(handle.clone());
             }
         }
+        Ok(failed)
+    }
+
+    async fn extend_visibility(
+        &self,
+        receipt_handles: &[String],
+        timeout: Duration,
+    ) -> Result<Vec<String>> {
+        let mut state = self.state();
+        let now = Instant::now();
+        let mut failed = Vec::new();
+        for handle in receipt_handles {
+            let message = state.messages.iter_mut().find(|message| {
+                message.receipt_handle.as_deref() == Some(handle.as_str())
+                    && message.invisible_until.is_some_and(|until| until > now)
+            });
+            match message {
+                Some(message) => message.invisible_until = Some(now + timeout),
+                None => failed.push(handle.clone()),
+            }
+        }
+        state.extensions += receipt_handles.len() as u64 - failed.len() as u64;
         Ok(failed)
     }
 

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::Body;
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -27,6 +27,11 @@ use crate::pipeline::{Ack, BatchOutcome, DecodedBatch};
 
 /// Largest accepted ingest body.
 pub const MAX_INGEST_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// Most messages (NDJSON lines) one request may hold: bounds the rows one request adds
+/// to memory, however small its lines.
+pub const MAX_INGEST_LINES: usize = 10_000;
+/// Ingest requests handled at once; more are answered 429 at once (nothing read).
+pub const MAX_CONCURRENT_INGESTS: usize = 4;
 /// A request is answered once its rows are durable: at most one buffer age later.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -37,6 +42,24 @@ pub struct HttpIngest {
     pub batches_tx: mpsc::Sender<DecodedBatch>,
     /// Bearer tokens; `None` means authentication is off (loopback only).
     pub tokens: Option<Arc<Tokens>>,
+    /// Admits at most [`MAX_CONCURRENT_INGESTS`] requests at once.
+    pub in_flight: Arc<tokio::sync::Semaphore>,
+}
+
+impl HttpIngest {
+    /// Ingest into `batches_tx`, with the default concurrency limit.
+    pub fn new(
+        catalog: Arc<Catalog>,
+        batches_tx: mpsc::Sender<DecodedBatch>,
+        tokens: Option<Arc<Tokens>>,
+    ) -> Self {
+        HttpIngest {
+            catalog,
+            batches_tx,
+            tokens,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_INGESTS)),
+        }
+    }
 }
 
 /// Shared state of the routes.
@@ -45,6 +68,9 @@ pub struct ServerState {
     pub metrics: Arc<Metrics>,
     pub ready: Arc<AtomicBool>,
     pub ingest: Option<HttpIngest>,
+    /// When the ingester started (ms), and whether it polls a queue (stall detection).
+    pub started_ms: i64,
+    pub polls: bool,
 }
 
 /// The routes.
@@ -55,7 +81,6 @@ pub fn router(state: ServerState) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/ingest", post(ingest))
         .fallback(islets_http::not_found)
-        .layer(DefaultBodyLimit::max(MAX_INGEST_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             REQUEST_TIMEOUT,
@@ -64,15 +89,32 @@ pub fn router(state: ServerState) -> Router {
         .with_state(state)
 }
 
+/// Ready when started, not shutting down, and not stalled: a stalled ingester answers 503
+/// `not_ready` with why, so an orchestrator restarts or alerts on it.
 async fn readyz(State(state): State<ServerState>) -> Result<Json<Value>, ApiError> {
-    islets_http::health::readiness(if state.ready.load(Ordering::Acquire) {
-        Ok(())
-    } else {
+    let stall = state.metrics.stall(
+        chrono::Utc::now().timestamp_millis(),
+        state.started_ms,
+        state.polls,
+    );
+    state.metrics.stalled.set(i64::from(stall.is_some()));
+    islets_http::health::readiness(if !state.ready.load(Ordering::Acquire) {
         Err("the ingester is starting or shutting down".to_owned())
+    } else if let Some(reason) = stall {
+        tracing::warn!(%reason, "stalled");
+        Err(format!("stalled: {reason}"))
+    } else {
+        Ok(())
     })
 }
 
 async fn metrics(State(state): State<ServerState>) -> Response {
+    let stall = state.metrics.stall(
+        chrono::Utc::now().timestamp_millis(),
+        state.started_ms,
+        state.polls,
+    );
+    state.metrics.stalled.set(i64::from(stall.is_some()));
     islets_http::health::metrics_response(state.metrics.encode())
 }
 
@@ -81,13 +123,28 @@ async fn metrics(State(state): State<ServerState>) -> Response {
 enum BodyShape {
     /// `application/json`: the whole body is one message.
     Single,
-    /// `application/x-ndjson` (and no or `text/plain` content type): one message per line.
+    /// `application/x-ndjson`: one message per line.
     Lines,
 }
 
+fn unsupported_media_type(content_type: &str, why: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        format!("{why}: send application/json (one message) or application/x-ndjson (one message per line)"),
+    )
+    .with_details(json!({"content_type": content_type}))
+}
+
+/// The body's shape from its content type. Only JSON types are accepted: the types a
+/// browser may send cross-site without a preflight (`text/plain`, forms) or with no type
+/// at all are refused, so a web page cannot write to an ingester it can reach.
 fn body_shape(headers: &HeaderMap) -> Result<BodyShape, ApiError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return Ok(BodyShape::Lines);
+        return Err(unsupported_media_type(
+            "",
+            "the request has no content type",
+        ));
     };
     let media_type = value
         .to_str()
@@ -99,23 +156,49 @@ fn body_shape(headers: &HeaderMap) -> Result<BodyShape, ApiError> {
         .to_ascii_lowercase();
     match media_type.as_str() {
         "application/json" => Ok(BodyShape::Single),
-        "application/x-ndjson" | "application/jsonl" | "application/jsonlines" | "text/plain" | "" => Ok(BodyShape::Lines),
-        other => Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            format!("content type '{other}' is not accepted: send application/json (one message) or application/x-ndjson (one message per line)"),
-        )
-        .with_details(json!({"content_type": other}))),
+        "application/x-ndjson" | "application/jsonl" | "application/jsonlines" => {
+            Ok(BodyShape::Lines)
+        }
+        other => Err(unsupported_media_type(
+            other,
+            &format!("content type '{other}' is not accepted"),
+        )),
     }
+}
+
+/// Reads at most `limit` bytes of `body`; more is refused without reading further.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|error| {
+        let too_large = std::error::Error::source(&error)
+            .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the body is over {limit} bytes: split it into several requests"),
+            )
+            .with_details(json!({"limit_bytes": limit}))
+        } else {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                format!("the body could not be read: {error}"),
+            )
+        }
+    })
 }
 
 /// `POST /v1/ingest`: one message (`application/json`) or NDJSON. Each message is an SNS
 /// envelope, an SQS message as `aws sqs receive-message` prints it, or a raw body. Answers
 /// once every row is durable in the archive.
+///
+/// Checked in this order, so a refused request costs no body read: authentication,
+/// the concurrency limit (429), the content type (415); then the body is read up to its
+/// byte limit (413) and split, up to [`MAX_INGEST_LINES`] messages (413).
 async fn ingest(
     State(state): State<ServerState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Json<BatchOutcome>, ApiError> {
     let Some(ingest) = state.ingest else {
         return Err(ApiError::new(
@@ -129,21 +212,18 @@ async fn ingest(
             .map_err(|(error, _)| error)?;
         tracing::debug!(who = %identity.name, "ingest authorized");
     }
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!(
-                    "the body is over {MAX_INGEST_BODY_BYTES} bytes: split it into several requests"
-                ),
-            )
-            .with_details(json!({"limit_bytes": MAX_INGEST_BODY_BYTES}))
-        } else {
-            ApiError::new(StatusCode::BAD_REQUEST, "bad_body", rejection.body_text())
-        }
-    })?;
+    let Ok(_permit) = ingest.in_flight.clone().try_acquire_owned() else {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            format!(
+                "{MAX_CONCURRENT_INGESTS} ingest requests are already being stored: retry after the Retry-After delay"
+            ),
+        )
+        .with_details(json!({"max_concurrent_requests": MAX_CONCURRENT_INGESTS, "retry_after_seconds": 1})));
+    };
     let shape = body_shape(&headers)?;
+    let body = read_body(body, MAX_INGEST_BODY_BYTES).await?;
     let received_at_ms = chrono::Utc::now().timestamp_millis();
     let delivery = |bytes: Bytes| Delivery {
         body: bytes,
@@ -154,7 +234,19 @@ async fn ingest(
     let deliveries: Vec<Delivery> = match shape {
         BodyShape::Single if !body.iter().all(u8::is_ascii_whitespace) => vec![delivery(body)],
         BodyShape::Single => Vec::new(),
-        BodyShape::Lines => split_lines(&body).into_iter().map(delivery).collect(),
+        BodyShape::Lines => {
+            let lines = split_lines(&body, MAX_INGEST_LINES).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_many_lines",
+                    format!(
+                        "the body holds more than {MAX_INGEST_LINES} messages: split it into several requests"
+                    ),
+                )
+                .with_details(json!({"limit_lines": MAX_INGEST_LINES}))
+            })?;
+            lines.into_iter().map(delivery).collect()
+        }
     };
     if deliveries.is_empty() {
         return Err(ApiError::new(
@@ -213,27 +305,35 @@ async fn ingest(
     }
 }
 
-fn split_lines(body: &Bytes) -> Vec<Bytes> {
+/// The non-blank lines of `body` (CR LF or LF), or `None` when there are more than
+/// `max_lines` of them (counted before any is kept).
+fn split_lines(body: &Bytes, max_lines: usize) -> Option<Vec<Bytes>> {
     let mut lines = Vec::new();
     let mut start = 0;
+    let mut push = |line: Bytes| {
+        let end = line
+            .iter()
+            .rposition(|byte| *byte != b'\r')
+            .map_or(0, |last| last + 1);
+        let line = line.slice(..end);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return true;
+        }
+        lines.push(line);
+        lines.len() <= max_lines
+    };
     for (index, byte) in body.iter().enumerate() {
         if *byte == b'\n' {
-            lines.push(body.slice(start..index));
+            if !push(body.slice(start..index)) {
+                return None;
+            }
             start = index + 1;
         }
     }
-    lines.push(body.slice(start..));
-    lines
-        .into_iter()
-        .map(|line| {
-            let end = line
-                .iter()
-                .rposition(|byte| *byte != b'\r')
-                .map_or(0, |last| last + 1);
-            line.slice(..end)
-        })
-        .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
-        .collect()
+    if !push(body.slice(start..)) {
+        return None;
+    }
+    Some(lines)
 }
 
 #[cfg(test)]
@@ -260,6 +360,7 @@ mod tests {
         router: Router,
         archive: Archive,
         pipeline: Pipeline,
+        in_flight: Option<Arc<tokio::sync::Semaphore>>,
     }
 
     fn harness(with_ingest: bool) -> Harness {
@@ -277,6 +378,8 @@ mod tests {
             archive: archive.clone(),
             metrics: metrics.clone(),
             queue: None,
+            heartbeat: None,
+            catalog: catalog(),
             writer_id: "test".into(),
             retry: Default::default(),
         };
@@ -287,20 +390,21 @@ mod tests {
             max_concurrent_flushes: 1,
         };
         let pipeline = Pipeline::start(context, limits, CancellationToken::new());
-        let ingest = with_ingest.then(|| HttpIngest {
-            catalog: catalog(),
-            batches_tx: pipeline.batches_tx.clone(),
-            tokens: tokens.map(Arc::new),
-        });
+        let ingest = with_ingest
+            .then(|| HttpIngest::new(catalog(), pipeline.batches_tx.clone(), tokens.map(Arc::new)));
+        let in_flight = ingest.as_ref().map(|ingest| ingest.in_flight.clone());
         let state = ServerState {
             metrics,
             ready: Arc::new(AtomicBool::new(true)),
             ingest,
+            started_ms: chrono::Utc::now().timestamp_millis(),
+            polls: false,
         };
         Harness {
             router: router(state),
             archive,
             pipeline,
+            in_flight,
         }
     }
 
@@ -465,9 +569,22 @@ mod tests {
                 "unsupported_media_type",
             ),
             (
-                post(None, oversized),
+                post(Some("application/x-ndjson"), oversized),
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
+            ),
+            (
+                post(
+                    Some("application/x-ndjson"),
+                    "{}\n".repeat(MAX_INGEST_LINES + 1),
+                ),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_many_lines",
+            ),
+            (
+                post(Some("application/x-ndjson"), "x\n".repeat(1_000_000)),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_many_lines",
             ),
             (
                 Request::get("/v1/nothing")
@@ -511,7 +628,10 @@ mod tests {
         let harness = harness(false);
         let (status, body) = call(
             &harness.router,
-            post(None, envelope("00000000-0000-4000-8000-000000000001")),
+            post(
+                Some("application/json"),
+                envelope("00000000-0000-4000-8000-000000000001"),
+            ),
         )
         .await;
         assert_eq!(status, StatusCode::NOT_FOUND);
@@ -551,5 +671,88 @@ mod tests {
             .await
             .expect("body");
         assert!(String::from_utf8_lossy(&text).contains("islets_ingester_flush_seconds"));
+    }
+
+    /// A body that sends a first chunk and then never ends: a handler that waited for it
+    /// would hang.
+    fn endless_body() -> Body {
+        use futures::StreamExt as _;
+        let first = futures::stream::once(async {
+            Ok::<_, std::io::Error>(Bytes::from_static(b"{\"Type\":\"Notification\""))
+        });
+        Body::from_stream(first.chain(futures::stream::pending()))
+    }
+
+    #[tokio::test]
+    async fn refusals_come_before_the_body_is_read() {
+        let tokens = Tokens::parse(&format!(
+            "tokens:\n  - name: producer\n    sha256: {}\n    scopes: [audit:ingest]\n",
+            islets_core::tokens::token_hash("ingest-token")
+        ))
+        .expect("tokens");
+        let harness = harness_with_tokens(true, Some(tokens));
+        let answer = |request: Request<Body>| {
+            let router = harness.router.clone();
+            async move {
+                tokio::time::timeout(Duration::from_secs(5), call(&router, request))
+                    .await
+                    .expect("answered without reading the body")
+            }
+        };
+        // No token: 401 while the body is still being sent.
+        let (status, body) = answer(post(Some("application/x-ndjson"), endless_body())).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        let authorized = |content_type: Option<&str>| {
+            let mut request = post(content_type, endless_body());
+            request.headers_mut().insert(
+                header::AUTHORIZATION,
+                "Bearer ingest-token".parse().expect("header"),
+            );
+            request
+        };
+        // Types a browser sends cross-site without a preflight, or none: 415, unread.
+        for content_type in [
+            None,
+            Some("text/plain"),
+            Some("text/plain; charset=utf-8"),
+            Some("application/x-www-form-urlencoded"),
+            Some("multipart/form-data; boundary=x"),
+            Some("TEXT/PLAIN"),
+        ] {
+            let (status, body) = answer(authorized(content_type)).await;
+            assert_eq!(
+                status,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "{content_type:?}: {body}"
+            );
+            assert_eq!(body["error"]["code"], "unsupported_media_type");
+        }
+        // Every slot taken: 429 at once.
+        let in_flight = harness.in_flight.clone().expect("ingest on");
+        let held = in_flight
+            .clone()
+            .acquire_many_owned(MAX_CONCURRENT_INGESTS as u32)
+            .await
+            .expect("permits");
+        let (status, body) = answer(authorized(Some("application/x-ndjson"))).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+        assert_eq!(body["error"]["code"], "too_many_requests");
+        drop(held);
+        let mut request = post(
+            Some("application/json"),
+            envelope("00000000-0000-4000-8000-000000000003"),
+        );
+        request.headers_mut().insert(
+            header::AUTHORIZATION,
+            "Bearer ingest-token".parse().expect("header"),
+        );
+        let (status, body) = answer(request).await;
+        assert_eq!(status, StatusCode::OK, "a slot is free again: {body}");
+        let stored = harness
+            .archive
+            .list_files(Table::Events)
+            .await
+            .expect("list");
+        assert_eq!(stored.len(), 1, "only the accepted request stored anything");
     }
 }

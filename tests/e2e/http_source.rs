@@ -46,6 +46,26 @@ async fn http_ingest_answers_once_durable_and_rejects_bad_requests_without_stori
             413,
             "payload_too_large",
         ),
+        // What a cross-site form or no-cors fetch can send: refused.
+        (
+            "text/plain",
+            "{}\n".to_owned(),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "application/x-www-form-urlencoded",
+            "a=b".to_owned(),
+            415,
+            "unsupported_media_type",
+        ),
+        // A million tiny lines would be a million rows in memory.
+        (
+            "application/x-ndjson",
+            "{}\n".repeat(1_000_000),
+            413,
+            "too_many_lines",
+        ),
     ] {
         let response = client
             .post(format!("http://{address}/v1/ingest"))

@@ -16,6 +16,7 @@ use crate::config::SqsSettings;
 use crate::metrics::{Metrics, source_label};
 use crate::pipeline::{Ack, DecodedBatch};
 use crate::queue::Queue;
+use crate::visibility::Heartbeat;
 
 /// SQS's maximum messages per ReceiveMessage.
 const MAX_MESSAGES_PER_RECEIVE: i32 = 10;
@@ -24,6 +25,7 @@ const DEPTH_INTERVAL: Duration = Duration::from_secs(10);
 
 struct PollerShared {
     queue: Arc<dyn Queue>,
+    heartbeat: Option<Arc<Heartbeat>>,
     settings: SqsSettings,
     catalog: Arc<Catalog>,
     metrics: Arc<Metrics>,
@@ -39,6 +41,7 @@ struct PollerShared {
 /// Polls until `shutdown`, or until the queue is drained when `exit_when_idle` is set.
 pub async fn run(
     queue: Arc<dyn Queue>,
+    heartbeat: Option<Arc<Heartbeat>>,
     settings: SqsSettings,
     catalog: Arc<Catalog>,
     metrics: Arc<Metrics>,
@@ -47,6 +50,7 @@ pub async fn run(
 ) {
     let shared = Arc::new(PollerShared {
         queue,
+        heartbeat,
         settings,
         catalog,
         metrics,
@@ -82,6 +86,10 @@ async fn poll(shared: Arc<PollerShared>) {
         let messages = match received {
             Ok(messages) => {
                 failures = 0;
+                shared
+                    .metrics
+                    .last_receive_completed_ms
+                    .set(chrono::Utc::now().timestamp_millis());
                 messages
             }
             Err(error) => {
@@ -131,6 +139,10 @@ async fn poll(shared: Arc<PollerShared>) {
                 }
             })
             .collect();
+        if let Some(heartbeat) = &shared.heartbeat {
+            heartbeat.hold(&receipt_handles);
+        }
+        let released = shared.heartbeat.is_some().then(|| receipt_handles.clone());
         let catalog = shared.catalog.clone();
         let decoded = tokio::task::spawn_blocking(move || {
             DecodedBatch::decode(
@@ -144,6 +156,9 @@ async fn poll(shared: Arc<PollerShared>) {
         let Ok(batch) = decoded else {
             // Not acknowledged: SQS delivers these messages again after the timeout.
             shared.metrics.unacknowledged_messages.dec_by(count as i64);
+            if let (Some(heartbeat), Some(handles)) = (&shared.heartbeat, &released) {
+                heartbeat.release(handles);
+            }
             continue;
         };
         if shared.batches_tx.send(batch).await.is_err() {
