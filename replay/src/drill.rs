@@ -42,9 +42,20 @@ pub struct DrillArgs {
     #[arg(long, value_name = "ARN", requires = "queue_url")]
     pub topic_arn: Option<String>,
 
-    /// Use this queue, subscribed to --topic-arn in envelope mode.
+    /// Use this queue, subscribed to --topic-arn in envelope mode. The drill consumes
+    /// only the messages it sent (marked with its id); others are left in the queue.
     #[arg(long, value_name = "URL", requires = "topic_arn")]
     pub queue_url: Option<String>,
+
+    /// The drill's id (default: a new ULID). Every message it sends is marked with it,
+    /// and it consumes only messages so marked.
+    #[arg(long, value_name = "ID")]
+    pub drill_id: Option<String>,
+
+    /// Confirm publishing to --topic-arn: every subscriber of an existing topic receives
+    /// the drill's events (a scratch topic has none but the drill's queue).
+    #[arg(long)]
+    pub yes: bool,
 
     /// Write the Markdown report here (and the JSON report beside it, `.json`).
     #[arg(long, value_name = "FILE")]
@@ -120,7 +131,10 @@ pub async fn drill(args: DrillArgs, cancel: CancellationToken) -> Result<u8> {
     let sqs = aws_sdk_sqs::Client::new(&aws);
 
     // What must arrive, by archived event id.
-    let drill_id = ulid::Ulid::new().to_string();
+    let drill_id = args
+        .drill_id
+        .clone()
+        .unwrap_or_else(|| ulid::Ulid::new().to_string());
     let markers = Markers {
         replay_id: drill_id.clone(),
         reason: "recovery drill".to_owned(),
@@ -143,7 +157,37 @@ pub async fn drill(args: DrillArgs, cancel: CancellationToken) -> Result<u8> {
     let plan = make_plan(&engine, &args.store, &selection, None, args.rate).await?;
 
     let (topic_arn, queue_url, scratch) = match (&args.topic_arn, &args.queue_url) {
-        (Some(topic), Some(queue)) => (topic.clone(), queue.clone(), None),
+        (Some(topic), Some(queue)) => {
+            if !args.yes {
+                return Err(ReplayError::Usage(format!(
+                    "--topic-arn {topic}: every subscriber of this topic receives the drill's {} events; confirm with --yes (or drop --topic-arn/--queue-url for a scratch topic)",
+                    plan.events
+                )));
+            }
+            // Publishing to a real topic is a replay: it is recorded in the ledger.
+            let entry = crate::ledger::LedgerEntry {
+                replay_id: drill_id.clone(),
+                run_id: ulid::Ulid::new().to_string(),
+                status: "drill".to_owned(),
+                operator: args
+                    .operator
+                    .clone()
+                    .unwrap_or_else(|| "unknown".to_owned()),
+                reason: "recovery drill".to_owned(),
+                started_at: started_at.clone(),
+                finished_at: None,
+                store: args.store.clone(),
+                selection: selection.clone(),
+                target: crate::target::TargetSpec::Topic { arn: topic.clone() },
+                id_set_sha256: plan.id_set_sha256.clone(),
+                events_selected: plan.events,
+                outcome: None,
+                resumed: false,
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            };
+            entry.save(&archive).await?;
+            (topic.clone(), queue.clone(), None)
+        }
         _ => {
             let scratch = Scratch::create(&sns, &sqs, &drill_id).await?;
             (
@@ -279,6 +323,7 @@ async fn run_drill(
         let sending_done = sending_done.clone();
         let wait = Duration::from_secs(args.wait_secs);
         let want = expected.len();
+        let drill_id = markers.replay_id.clone();
         tokio::spawn(async move {
             let mut deadline: Option<Instant> = None;
             loop {
@@ -288,7 +333,7 @@ async fn run_drill(
                 let count = received.lock().await.len();
                 if sending_done.is_cancelled() && count >= want {
                     // Everything may be here: one more empty poll to catch extras.
-                    let extra = receive(&sqs, &queue_url, 0).await;
+                    let extra = receive(&sqs, &queue_url, 0, &drill_id).await;
                     let mut bodies = received.lock().await;
                     bodies.extend(extra);
                     return;
@@ -296,7 +341,7 @@ async fn run_drill(
                 if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
                     return;
                 }
-                let batch = receive(&sqs, &queue_url, 1).await;
+                let batch = receive(&sqs, &queue_url, 1, &drill_id).await;
                 if !batch.is_empty() {
                     *last_arrival.lock().await = Some(Instant::now());
                     received.lock().await.extend(batch);
@@ -400,8 +445,29 @@ async fn run_drill(
     })
 }
 
-/// Receives (and deletes) up to 10 messages.
-async fn receive(sqs: &aws_sdk_sqs::Client, queue_url: &str, wait: i32) -> Vec<String> {
+/// Whether an envelope body carries this drill's marker.
+fn sent_by_drill(body: &str, drill_id: &str) -> bool {
+    let Ok(envelope) = serde_json::from_str::<serde_json::Value>(body) else {
+        return false;
+    };
+    let attributes = &envelope["MessageAttributes"];
+    if attributes[crate::message::MARKER_ID]["Value"].as_str() == Some(drill_id) {
+        return true;
+    }
+    attributes[crate::message::MARKER_COMBINED]["Value"]
+        .as_str()
+        .and_then(|combined| serde_json::from_str::<serde_json::Value>(combined).ok())
+        .is_some_and(|combined| combined["id"].as_str() == Some(drill_id))
+}
+
+/// Receives up to 10 messages; deletes and returns those this drill sent, and makes the
+/// others visible again at once (another consumer's messages are not the drill's to take).
+async fn receive(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    wait: i32,
+    drill_id: &str,
+) -> Vec<String> {
     let Ok(answer) = sqs
         .receive_message()
         .queue_url(queue_url)
@@ -416,15 +482,29 @@ async fn receive(sqs: &aws_sdk_sqs::Client, queue_url: &str, wait: i32) -> Vec<S
     let messages = answer.messages.unwrap_or_default();
     let mut bodies = Vec::with_capacity(messages.len());
     for message in messages {
+        let body = message.body.clone().unwrap_or_default();
+        let ours = sent_by_drill(&body, drill_id);
         if let Some(handle) = message.receipt_handle() {
-            let _ = sqs
-                .delete_message()
-                .queue_url(queue_url)
-                .receipt_handle(handle)
-                .send()
-                .await;
+            if ours {
+                let _ = sqs
+                    .delete_message()
+                    .queue_url(queue_url)
+                    .receipt_handle(handle)
+                    .send()
+                    .await;
+            } else {
+                let _ = sqs
+                    .change_message_visibility()
+                    .queue_url(queue_url)
+                    .receipt_handle(handle)
+                    .visibility_timeout(0)
+                    .send()
+                    .await;
+            }
         }
-        bodies.push(message.body.unwrap_or_default());
+        if ours {
+            bodies.push(body);
+        }
     }
     bodies
 }
@@ -591,4 +671,30 @@ fn markdown(report: &DrillReport) -> String {
         }
     }
     text
+}
+
+#[cfg(test)]
+mod drill_tests {
+    use super::*;
+
+    #[test]
+    fn only_messages_carrying_the_drill_id_are_the_drills() {
+        let envelope = |attributes: serde_json::Value| {
+            serde_json::json!({"Type": "Notification", "Message": "{}", "MessageAttributes": attributes})
+                .to_string()
+        };
+        let ours = envelope(serde_json::json!({"replay_id": {"Type": "String", "Value": "D1"}}));
+        let combined = envelope(serde_json::json!({
+            "replay": {"Type": "String", "Value": serde_json::json!({"id": "D1"}).to_string()}
+        }));
+        let other_drill =
+            envelope(serde_json::json!({"replay_id": {"Type": "String", "Value": "D2"}}));
+        let consumer =
+            envelope(serde_json::json!({"event_type": {"Type": "String", "Value": "sold"}}));
+        assert!(sent_by_drill(&ours, "D1"));
+        assert!(sent_by_drill(&combined, "D1"));
+        assert!(!sent_by_drill(&other_drill, "D1"));
+        assert!(!sent_by_drill(&consumer, "D1"));
+        assert!(!sent_by_drill("not json", "D1"));
+    }
 }

@@ -23,6 +23,15 @@ pub enum ReplayError {
     #[error("cannot read the archive: {0}")]
     Query(#[source] islets_query::Error),
 
+    /// Archive files the selection covers cannot be read: replaying would silently skip
+    /// their events, so nothing is sent (exit 1).
+    #[error(
+        "{} archive files the selection covers cannot be read, so the replay would miss their events; nothing was sent. Repair or restore them (see the query server's /readyz), or narrow the selection: {}",
+        .0.len(),
+        .0.join(", ")
+    )]
+    Unreadable(Vec<String>),
+
     /// The store (ledger, checkpoint in the store) failed.
     #[error("{0}")]
     Store(#[source] islets_core::Error),

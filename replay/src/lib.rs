@@ -171,7 +171,9 @@ impl ReplayArgs {
             return Err(usage("--as-envelope shapes bodies for --to-queue only"));
         }
         Ok(if self.to_original {
-            Some(TargetSpec::Original)
+            Some(TargetSpec::Original {
+                topics: Default::default(),
+            })
         } else if let Some(topic) = &self.to_topic {
             Some(TargetSpec::Topic { arn: topic.clone() })
         } else if let Some(queue) = &self.to_queue {
@@ -213,15 +215,9 @@ pub async fn replay(args: ReplayArgs, cancel: CancellationToken) -> Result<u8> {
                     "--plan carries its own selection: drop --since, --until, --event-type and the other selection flags",
                 ));
             }
-            let target = match (&flagged_target, &plan.target) {
-                (Some(flagged), Some(planned)) if flagged != planned => {
-                    return Err(usage(format!(
-                        "the plan targets {planned}; drop the target flag or make a new plan"
-                    )));
-                }
-                (Some(flagged), _) => Some(flagged.clone()),
-                (None, planned) => planned.clone(),
-            };
+            // A target flag is compared with the plan's once both are resolved (a topic
+            // given by name is the ARN the plan holds).
+            let target = flagged_target.clone().or_else(|| plan.target.clone());
             (plan.selection.clone(), target)
         }
         None => (args.selection.resolve(now)?, flagged_target),
@@ -230,7 +226,7 @@ pub async fn replay(args: ReplayArgs, cancel: CancellationToken) -> Result<u8> {
     let needs_aws = location.is_s3()
         || matches!(
             target,
-            Some(TargetSpec::Original | TargetSpec::Topic { .. } | TargetSpec::Queue { .. })
+            Some(TargetSpec::Original { .. } | TargetSpec::Topic { .. } | TargetSpec::Queue { .. })
         );
     let aws = if needs_aws {
         Some(islets_core::aws::load_sdk_config().await)
@@ -250,6 +246,18 @@ pub async fn replay(args: ReplayArgs, cancel: CancellationToken) -> Result<u8> {
     let sns = aws.as_ref().map(aws_sdk_sns::Client::new);
     let sqs = aws.as_ref().map(aws_sdk_sqs::Client::new);
     let target = match (target, &sns, &sqs) {
+        (Some(TargetSpec::Original { .. }), Some(sns), _) => {
+            let events_dir = &args.selection.events_dir;
+            let catalog = islets_core::catalog::Catalog::load_dir(events_dir).map_err(|error| {
+                usage(format!(
+                    "--to-original sends to the catalog's topics: cannot read the catalog in {} ({error}); pass --events-dir",
+                    events_dir.display()
+                ))
+            })?;
+            Some(TargetSpec::Original {
+                topics: target::catalog_topics(sns, &catalog).await?,
+            })
+        }
         (Some(TargetSpec::Topic { arn }), Some(sns), _) => Some(TargetSpec::Topic {
             arn: target::resolve_topic(sns, &arn).await?,
         }),
@@ -281,7 +289,27 @@ pub async fn replay(args: ReplayArgs, cancel: CancellationToken) -> Result<u8> {
             loaded.events, loaded.id_set_sha256, plan.events, plan.id_set_sha256
         )));
     }
-    if let (Some(TargetSpec::Original), Some(sns)) = (&target, &sns) {
+    if let (Some(planned), Some(resolved)) = (
+        loaded_plan.as_ref().and_then(|plan| plan.target.as_ref()),
+        target.as_ref(),
+    ) && planned != resolved
+    {
+        return Err(usage(format!(
+            "the plan targets {planned}, this run {resolved}; drop the target flag or make a new plan"
+        )));
+    }
+    if let (Some(TargetSpec::Original { .. }), Some(sns)) = (&target, &sns) {
+        let missing: Vec<&str> = plan
+            .unsendable
+            .keys()
+            .filter_map(|reason| reason.strip_prefix(plan::NO_TOPIC))
+            .collect();
+        if !missing.is_empty() {
+            return Err(ReplayError::Target(format!(
+                "--to-original: the selection needs topics that do not exist: {}; create them (islets-audit provision) or check AWS_REGION and credentials",
+                missing.join(", ")
+            )));
+        }
         target::check_topics(sns, plan.by_target.keys()).await?;
     }
     print!("{}", plan.describe());
@@ -308,12 +336,12 @@ pub async fn replay(args: ReplayArgs, cancel: CancellationToken) -> Result<u8> {
 
     let (checkpoint, replay_id, done) = match &args.checkpoint {
         Some(path) if args.resume => {
-            let (checkpoint, replay_id, done) = Checkpoint::resume(path, &plan.id_set_sha256)?;
+            let (checkpoint, replay_id, done) = Checkpoint::resume(path, &plan.binding())?;
             (Some(checkpoint), replay_id, done)
         }
         Some(path) => {
             let replay_id = ulid::Ulid::new().to_string();
-            let checkpoint = Checkpoint::create(path, &replay_id, &plan.id_set_sha256)?;
+            let checkpoint = Checkpoint::create(path, &replay_id, &plan.binding())?;
             (Some(checkpoint), replay_id, HashSet::new())
         }
         None => (None, ulid::Ulid::new().to_string(), HashSet::new()),
@@ -341,9 +369,11 @@ pub async fn replay(args: ReplayArgs, cancel: CancellationToken) -> Result<u8> {
     entry.save(&archive).await?;
 
     let sender: Arc<dyn Sender> = match (&target, &sns, &sqs) {
-        (TargetSpec::Original | TargetSpec::Topic { .. }, Some(sns), _) => Arc::new(SnsSender {
-            client: sns.clone(),
-        }),
+        (TargetSpec::Original { .. } | TargetSpec::Topic { .. }, Some(sns), _) => {
+            Arc::new(SnsSender {
+                client: sns.clone(),
+            })
+        }
         (TargetSpec::Queue { envelope, .. }, _, Some(sqs)) => Arc::new(SqsSender {
             client: sqs.clone(),
             envelope: *envelope,

@@ -52,8 +52,11 @@ pub struct OutMessage {
     pub group_id: String,
     /// FIFO targets: the event id, so a retried send is not delivered twice.
     pub deduplication_id: String,
-    /// Where the event was first published (envelope delivery), for `--to-original`.
+    /// Where the event was first published (envelope delivery), as archived: shown in
+    /// envelope bodies, never used as a destination.
     pub topic_arn: Option<String>,
+    /// Its aggregate: `--to-original` sends to the catalog topic of it.
+    pub aggregate: Option<String>,
     pub published_at_ms: i64,
     pub correlation_id: Option<String>,
 }
@@ -103,6 +106,7 @@ impl OutMessage {
             attributes,
             marking,
             topic_arn: record.topic_arn,
+            aggregate: record.aggregate,
             published_at_ms: record.published_at_ms,
             correlation_id: record.correlation_id,
         }
@@ -193,6 +197,7 @@ mod tests {
             payload: r#"{"b":1, "a":2}"#.into(),
             schema_valid: true,
             schema_error: None,
+            conflict: false,
         }
     }
 

@@ -15,7 +15,10 @@ use crate::selection::Selection;
 use crate::target::TargetSpec;
 
 /// Version of the plan file format.
-pub const PLAN_VERSION: u32 = 1;
+/// 2: the set hash covers each event's payload hash, not only its id.
+pub const PLAN_VERSION: u32 = 2;
+/// How `unsendable` names events whose aggregate has no catalog topic (`--to-original`).
+pub const NO_TOPIC: &str = "no topic ";
 /// Event ids shown as a sample.
 const SAMPLE_IDS: usize = 5;
 
@@ -43,8 +46,32 @@ pub struct Plan {
     /// At the chosen rate; `None` without `--rate` (as fast as the target accepts).
     pub estimated_seconds: Option<f64>,
     pub sample_event_ids: Vec<String>,
-    /// SHA-256 of the selected event ids, sorted, one per line.
+    /// SHA-256 of the selected events: `event_id` TAB sha256(payload), sorted, one per
+    /// line. A plan executes only while the archive still selects exactly these payloads.
     pub id_set_sha256: String,
+}
+
+impl Plan {
+    /// What a checkpoint binds: the selection's set hash and the resolved target, so a
+    /// checkpoint cannot resume a replay of the same events to somewhere else.
+    pub fn binding(&self) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(self.id_set_sha256.as_bytes());
+        hasher.update(b"\n");
+        if let Some(target) = &self.target {
+            hasher.update(serde_json::to_string(target).unwrap_or_default().as_bytes());
+        }
+        hex(&hasher.finalize())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// One line of the set hash: the id and the SHA-256 of the payload.
+pub fn event_line(event_id: &str, payload: &str) -> String {
+    format!("{event_id}\t{}", hex(&Sha256::digest(payload.as_bytes())))
 }
 
 /// SHA-256 of a set of ids: sorted, each followed by a newline.
@@ -72,6 +99,7 @@ pub async fn make_plan(
 ) -> Result<Plan> {
     let mut events = selection.events(engine).await?;
     let mut ids = Vec::new();
+    let mut lines = Vec::new();
     let mut by_aggregate = BTreeMap::new();
     let mut by_event_type = BTreeMap::new();
     let mut by_target = BTreeMap::new();
@@ -91,20 +119,28 @@ pub async fn make_plan(
         *by_event_type.entry(event_type).or_insert(0) += 1;
         if let Some(target) = target {
             let destination = match target {
-                TargetSpec::Original => event.topic_arn.clone(),
+                TargetSpec::Original { topics } => event
+                    .aggregate
+                    .as_ref()
+                    .and_then(|aggregate| topics.get(aggregate))
+                    .cloned(),
                 other => other.destination_name(),
             };
             match destination {
                 Some(destination) => *by_target.entry(destination).or_insert(0) += 1,
                 None => {
                     *unsendable
-                        .entry("no original topic (raw delivery)".to_owned())
+                        .entry(format!(
+                            "{NO_TOPIC}{}-events in this account and region",
+                            event.aggregate.as_deref().unwrap_or("(no aggregate)")
+                        ))
                         .or_insert(0) += 1
                 }
             }
         }
         first.get_or_insert(event.published_at_ms);
         last = Some(event.published_at_ms);
+        lines.push(event_line(&event.event_id, &event.payload));
         ids.push(event.event_id);
     }
     let sample_event_ids = ids.iter().take(SAMPLE_IDS).cloned().collect();
@@ -125,7 +161,7 @@ pub async fn make_plan(
         rate,
         estimated_seconds: rate.map(|rate| count as f64 / rate),
         sample_event_ids,
-        id_set_sha256: id_set_hash(&mut ids),
+        id_set_sha256: id_set_hash(&mut lines),
     })
 }
 
@@ -133,7 +169,7 @@ impl TargetSpec {
     /// The single destination of a non-original target.
     pub fn destination_name(&self) -> Option<String> {
         match self {
-            TargetSpec::Original => None,
+            TargetSpec::Original { .. } => None,
             TargetSpec::Topic { arn } => Some(arn.clone()),
             TargetSpec::Queue { url, .. } => Some(url.clone()),
             TargetSpec::File { path } => Some(path.display().to_string()),

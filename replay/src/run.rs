@@ -137,7 +137,7 @@ impl Checkpoint {
             .ok_or_else(|| ReplayError::Usage(format!("{}: not a replay checkpoint", context())))?;
         if header.id_set_sha256 != id_set_sha256 {
             return Err(ReplayError::PlanMismatch(format!(
-                "{}: it belongs to another selection (sha256:{} there, sha256:{id_set_sha256} now); resume with the same flags or plan",
+                "{}: it belongs to another selection or target (sha256:{} there, sha256:{id_set_sha256} now); resume with the same flags or plan",
                 context(),
                 header.id_set_sha256
             )));

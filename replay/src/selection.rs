@@ -293,14 +293,19 @@ impl Selection {
     }
 
     /// The selected events, oldest first (by published_at, then event_id), each once.
+    ///
+    /// Refused when archive files the selection covers cannot be read: a replay never
+    /// silently sends less than its selection.
     pub async fn events(&self, engine: &dyn QueryEngine) -> Result<EventStream> {
         let filters = self.filters();
         if filters.len() == 1 {
             let filter = &filters[0];
-            return engine
+            let events = engine
                 .export(filter, Order::Asc)
                 .await
-                .map_err(ReplayError::Query);
+                .map_err(ReplayError::Query)?;
+            refuse_unreadable(engine, filter).await?;
+            return Ok(events);
         }
         // Many id chunks: each is small (at most IDS_PER_QUERY rows); merge in memory.
         let mut all: Vec<EventRecord> = Vec::new();
@@ -312,10 +317,24 @@ impl Selection {
                 .try_collect()
                 .await
                 .map_err(ReplayError::Query)?;
+            refuse_unreadable(engine, filter).await?;
             all.extend(chunk);
         }
         all.sort_by(|a, b| (a.published_at_ms, &a.event_id).cmp(&(b.published_at_ms, &b.event_id)));
         Ok(futures::stream::iter(all.into_iter().map(Ok)).boxed())
+    }
+}
+
+/// Fails when the engine left unreadable files out of `filter`'s range.
+async fn refuse_unreadable(engine: &dyn QueryEngine, filter: &EventFilter) -> Result<()> {
+    let unreadable = engine
+        .unreadable(Some(filter))
+        .await
+        .map_err(ReplayError::Query)?;
+    if unreadable.is_empty() {
+        Ok(())
+    } else {
+        Err(ReplayError::Unreadable(unreadable))
     }
 }
 

@@ -19,8 +19,13 @@ use crate::message::OutMessage;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TargetSpec {
-    /// Each event to the topic it was first published to.
-    Original,
+    /// Each event to its aggregate's topic in the catalog (`<aggregate>-events`), in the
+    /// configured account and region: never to a topic ARN taken from an archived body.
+    Original {
+        /// Aggregate → topic ARN, resolved before anything is sent.
+        #[serde(default)]
+        topics: std::collections::BTreeMap<String, String>,
+    },
     Topic {
         arn: String,
     },
@@ -37,13 +42,17 @@ pub enum TargetSpec {
 impl TargetSpec {
     /// Whether it publishes to topics (every subscriber receives the events).
     pub fn is_broadcast(&self) -> bool {
-        matches!(self, TargetSpec::Original | TargetSpec::Topic { .. })
+        matches!(self, TargetSpec::Original { .. } | TargetSpec::Topic { .. })
     }
 
     /// Where one message goes, for counts; `None` when it cannot be sent there.
     pub fn destination(&self, message: &OutMessage) -> Option<String> {
         match self {
-            TargetSpec::Original => message.topic_arn.clone(),
+            TargetSpec::Original { topics } => message
+                .aggregate
+                .as_ref()
+                .and_then(|aggregate| topics.get(aggregate))
+                .cloned(),
             TargetSpec::Topic { arn } => Some(arn.clone()),
             TargetSpec::Queue { url, .. } => Some(url.clone()),
             TargetSpec::File { path } => Some(path.display().to_string()),
@@ -54,7 +63,9 @@ impl TargetSpec {
 impl std::fmt::Display for TargetSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            TargetSpec::Original => f.write_str("each event's original topic"),
+            TargetSpec::Original { .. } => f.write_str(
+                "each event's catalog topic (<aggregate>-events, this account and region)",
+            ),
             TargetSpec::Topic { arn } => write!(f, "topic {arn}"),
             TargetSpec::Queue { url, envelope } => write!(
                 f,
@@ -351,6 +362,36 @@ impl Sender for FileSender {
             .map_err(|error| (Retry::No, format!("writing the file: {error}")))?;
         Ok(BatchOutcome::default())
     }
+}
+
+/// The catalog's topics (`<aggregate>-events`) that exist in the account and region the
+/// credentials point to: aggregate → ARN.
+pub async fn catalog_topics(
+    client: &aws_sdk_sns::Client,
+    catalog: &islets_core::catalog::Catalog,
+) -> Result<std::collections::BTreeMap<String, String>> {
+    let wanted: std::collections::BTreeMap<String, String> = catalog
+        .aggregates()
+        .map(|aggregate| (aggregate.topic_name(), aggregate.name.clone()))
+        .collect();
+    let mut found = std::collections::BTreeMap::new();
+    let mut pages = client.list_topics().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|error| {
+            ReplayError::Target(format!(
+                "--to-original: cannot list SNS topics: {} (check AWS_REGION and credentials)",
+                aws_message(&error)
+            ))
+        })?;
+        for topic in page.topics.unwrap_or_default() {
+            if let Some(arn) = topic.topic_arn
+                && let Some(aggregate) = arn.rsplit(':').next().and_then(|name| wanted.get(name))
+            {
+                found.insert(aggregate.clone(), arn);
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// Resolves `--to-topic ARN|NAME` to an ARN that exists.

@@ -544,14 +544,15 @@ async fn bad_input_is_refused_with_a_clear_message_and_nothing_sent() {
             "--reason",
         ),
         (
-            // The demo's topics (account 000000000000) do not exist here.
+            // The catalog's topics do not exist here: the archived topic ARNs are never
+            // taken as destinations.
             vec![
                 "--since".into(),
                 "30d".into(),
                 "--to-original".into(),
                 "--yes".into(),
             ],
-            "--to-original: topic arn:aws:sns:us-east-1:000000000000:",
+            "--to-original: the selection needs topics that do not exist",
         ),
         (
             vec![
@@ -684,18 +685,45 @@ async fn the_drill_passes_on_a_healthy_store_and_names_what_went_missing_or_chan
         .expect("a company event");
     let mut altered_payload: Value = serde_json::from_str(&victim.payload).expect("json");
     altered_payload["tampered"] = Value::Bool(true);
+    // An altered copy carrying the drill's marker (the drill's own message, tampered with
+    // on the way), and another consumer's message the drill must leave alone.
+    let drill_id = "01DRILLTEST0000000000000000";
     let forged = serde_json::json!({
         "Type": "Notification", "MessageId": "forged", "TopicArn": topic_arn,
         "Message": altered_payload.to_string(), "Timestamp": "2026-11-23T00:00:00.000Z",
+        "MessageAttributes": {"replay_id": {"Type": "String", "Value": drill_id}}
+    });
+    let foreign = serde_json::json!({
+        "Type": "Notification", "MessageId": "someone-else", "TopicArn": topic_arn,
+        "Message": "{\"not\":\"the drill's\"}", "Timestamp": "2026-11-23T00:00:00.000Z",
         "MessageAttributes": {}
     });
-    moto.sqs()
-        .send_message()
-        .queue_url(&queue)
-        .message_body(forged.to_string())
-        .send()
-        .await
-        .expect("seed");
+    for body in [&forged, &foreign] {
+        moto.sqs()
+            .send_message()
+            .queue_url(&queue)
+            .message_body(body.to_string())
+            .send()
+            .await
+            .expect("seed");
+    }
+    // Publishing to an existing topic needs --yes: refused without it, nothing sent.
+    let mut command = moto.command(REPLAY);
+    command
+        .current_dir(crate::support::repo_root())
+        .args(["drill", "--store"])
+        .arg(&demo.dir)
+        .args([
+            "--since",
+            "30d",
+            "--topic-arn",
+            &topic_arn,
+            "--queue-url",
+            &queue,
+        ]);
+    let (code, _, stderr) = run(command).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("confirm with --yes"), "{stderr}");
     let mut command = moto.command(REPLAY);
     command
         .current_dir(crate::support::repo_root())
@@ -710,11 +738,19 @@ async fn the_drill_passes_on_a_healthy_store_and_names_what_went_missing_or_chan
             &topic_arn,
             "--queue-url",
             &queue,
+            "--yes",
+            "--drill-id",
+            drill_id,
             "--report",
         ])
         .arg(work.join("failed.md"));
     let (code, stdout, stderr) = run(command).await;
     assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert_eq!(
+        moto.queue_total(&queue).await,
+        1,
+        "the other consumer's message is still in the queue"
+    );
     let report: Value =
         serde_json::from_str(&std::fs::read_to_string(work.join("failed.json")).expect("json"))
             .expect("report");
