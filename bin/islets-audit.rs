@@ -147,6 +147,9 @@ fn provision(args: &islets_infra::ProvisionArgs) -> ExitCode {
         tokio::select! {
             result = islets_infra::provision(&config, &sdk, &mut print) => match result {
                 Ok(report) => {
+                    for warning in &report.warnings {
+                        eprintln!("{PROGRAM}: warning: {warning}");
+                    }
                     println!("{}", report.summary());
                     ExitCode::SUCCESS
                 }

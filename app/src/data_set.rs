@@ -41,7 +41,7 @@ impl DataSetArgs {
     pub fn catalog_dir(&self) -> PathBuf {
         self.events_config_path
             .clone()
-            .filter(|_| self.events_dir == PathBuf::from("events"))
+            .filter(|_| self.events_dir.as_path() == std::path::Path::new("events"))
             .unwrap_or_else(|| self.events_dir.clone())
     }
 

@@ -78,7 +78,7 @@ impl ServeArgs {
         let events_dir = self
             .events_config_path
             .clone()
-            .filter(|_| self.events_dir == PathBuf::from("events"))
+            .filter(|_| self.events_dir.as_path() == std::path::Path::new("events"))
             .unwrap_or_else(|| self.events_dir.clone());
         let query = islets_api::QueryArgs {
             store: self.store.display().to_string(),

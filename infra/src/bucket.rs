@@ -257,6 +257,64 @@ pub(crate) struct BucketState {
     versioning_enabled: bool,
     /// `Some` when Object Lock is enabled: the default retention (mode, days), if any.
     object_lock: Option<Option<(String, i32)>>,
+    /// The bucket policy, parsed; `None` when the bucket has none.
+    policy: Option<serde_json::Value>,
+}
+
+/// Sids of the bucket-policy statements this command owns (others are kept as they are).
+const TLS_ONLY_SID: &str = "IsletsDenyInsecureTransport";
+const ENCRYPTION_SID: &str = "IsletsDenyOtherEncryption";
+
+/// The statements this command puts in the bucket policy: no request without TLS, and no
+/// upload that asks for another encryption than the bucket's (uploads without the header
+/// get the bucket's default encryption, so none is ever stored unencrypted).
+pub(crate) fn policy_statements(bucket: &str, encryption: &Encryption) -> Vec<serde_json::Value> {
+    let algorithm = match encryption {
+        Encryption::S3Managed => "AES256",
+        Encryption::Kms(_) => "aws:kms",
+    };
+    vec![
+        serde_json::json!({
+            "Sid": TLS_ONLY_SID,
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": [format!("arn:aws:s3:::{bucket}"), format!("arn:aws:s3:::{bucket}/*")],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}}
+        }),
+        serde_json::json!({
+            "Sid": ENCRYPTION_SID,
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:PutObject",
+            "Resource": format!("arn:aws:s3:::{bucket}/*"),
+            "Condition": {"StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption": algorithm}}
+        }),
+    ]
+}
+
+/// The policy with this command's statements in place and every other statement kept;
+/// `None` when `current` already holds them unchanged.
+pub(crate) fn merged_policy(
+    current: Option<&serde_json::Value>,
+    ours: &[serde_json::Value],
+) -> Option<serde_json::Value> {
+    let own = |statement: &serde_json::Value| {
+        matches!(
+            statement["Sid"].as_str(),
+            Some(TLS_ONLY_SID | ENCRYPTION_SID)
+        )
+    };
+    let statements: Vec<serde_json::Value> = current
+        .and_then(|policy| policy["Statement"].as_array().cloned())
+        .unwrap_or_default();
+    let present: Vec<&serde_json::Value> = statements.iter().filter(|s| own(s)).collect();
+    if present.len() == ours.len() && ours.iter().all(|wanted| present.contains(&wanted)) {
+        return None;
+    }
+    let mut merged: Vec<serde_json::Value> = statements.into_iter().filter(|s| !own(s)).collect();
+    merged.extend(ours.iter().cloned());
+    Some(serde_json::json!({"Version": "2012-10-17", "Statement": merged}))
 }
 
 impl BucketState {
@@ -384,6 +442,13 @@ pub(crate) async fn inspect(s3: &Client, bucket: &str, region: &str) -> Result<B
         Err(error) if error.code() == Some("ObjectLockConfigurationNotFoundError") => None,
         Err(error) => return Err(preflight(context("Object Lock configuration"), &error)),
     };
+    let policy = match s3.get_bucket_policy().bucket(bucket).send().await {
+        Ok(output) => output
+            .policy()
+            .and_then(|text| serde_json::from_str(text).ok()),
+        Err(error) if error.code() == Some("NoSuchBucketPolicy") => None,
+        Err(error) => return Err(preflight(context("policy"), &error)),
+    };
     Ok(BucketState {
         exists: true,
         encryption,
@@ -392,6 +457,7 @@ pub(crate) async fn inspect(s3: &Client, bucket: &str, region: &str) -> Result<B
         lifecycle,
         versioning_enabled,
         object_lock,
+        policy,
     })
 }
 
@@ -604,6 +670,21 @@ pub(crate) async fn apply(
             .map_err(|error| aws(format!("PutBucketOwnershipControls {bucket}"), &error))?;
     }
 
+    if let Some(policy) = merged_policy(
+        state.policy.as_ref(),
+        &policy_statements(bucket, encryption),
+    ) && plan.change(format!(
+        "set the policy of bucket {bucket}: deny requests without TLS and uploads asking for another encryption than {}",
+        encryption.describe()
+    )) {
+        s3.put_bucket_policy()
+            .bucket(bucket)
+            .policy(policy.to_string())
+            .send()
+            .await
+            .map_err(|error| aws(format!("PutBucketPolicy {bucket}"), &error))?;
+    }
+
     let versioned = state.versioning_enabled || (!state.exists && config.object_lock.is_some());
     let desired = lifecycle_rules(config, versioned);
     let current = state.own_rules();
@@ -788,5 +869,45 @@ mod tests {
         let sse_s3 = encryption_rule(&Encryption::S3Managed).expect("rule");
         assert!(encryption_matches(Some(&sse_s3), &Encryption::S3Managed));
         assert!(!encryption_matches(None, &Encryption::S3Managed));
+    }
+
+    #[test]
+    fn the_bucket_policy_denies_plain_http_and_other_encryption_and_keeps_foreign_statements() {
+        let ours = policy_statements("audit", &Encryption::S3Managed);
+        let fresh = merged_policy(None, &ours).expect("a policy to set");
+        assert_eq!(fresh["Statement"].as_array().map(Vec::len), Some(2));
+        let tls = &fresh["Statement"][0];
+        assert_eq!(tls["Effect"], "Deny");
+        assert_eq!(tls["Condition"]["Bool"]["aws:SecureTransport"], "false");
+        assert_eq!(
+            fresh["Statement"][1]["Condition"]["StringNotEqualsIfExists"]["s3:x-amz-server-side-encryption"],
+            "AES256"
+        );
+        assert!(merged_policy(Some(&fresh), &ours).is_none(), "idempotent");
+        let foreign = serde_json::json!({"Version": "2012-10-17", "Statement": [
+            {"Sid": "TeamRead", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::1:root"},
+             "Action": "s3:GetObject", "Resource": "arn:aws:s3:::audit/*"},
+            {"Sid": TLS_ONLY_SID, "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+             "Resource": "arn:aws:s3:::audit/*"}
+        ]});
+        let merged = merged_policy(Some(&foreign), &ours).expect("ours changed");
+        let sids: Vec<&str> = merged["Statement"]
+            .as_array()
+            .expect("statements")
+            .iter()
+            .filter_map(|s| s["Sid"].as_str())
+            .collect();
+        assert_eq!(sids, ["TeamRead", TLS_ONLY_SID, ENCRYPTION_SID]);
+        let kms = policy_statements(
+            "audit",
+            &Encryption::Kms(KmsKey {
+                arn: "arn:aws:kms:eu-west-1:1:key/k".into(),
+                key_id: "k".into(),
+            }),
+        );
+        assert_eq!(
+            kms[1]["Condition"]["StringNotEqualsIfExists"]["s3:x-amz-server-side-encryption"],
+            "aws:kms"
+        );
     }
 }

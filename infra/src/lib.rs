@@ -129,6 +129,12 @@ pub async fn provision(
     )
     .await?;
     let queue = queues::apply(&clients.sqs, config, &mut plan).await?;
+    for name in topics::unencrypted(&clients.sns, &topic_names, &existing_topics).await? {
+        plan.warn(format!(
+            "topic {name} is not encrypted at rest (the ISLETS RFC requires it): its owner should set KmsMasterKeyId (e.g. {})",
+            topics::TOPIC_KMS_KEY
+        ));
+    }
     let topics = topics::ensure(&clients.sns, &topic_names, &existing_topics, &mut plan).await?;
     queues::apply_policy(&clients.sqs, config, queue.as_ref(), &topics, &mut plan).await?;
     topics::subscribe(

@@ -19,6 +19,9 @@ impl fmt::Display for Change {
 pub struct Report {
     pub changes: Vec<Change>,
     pub dry_run: bool,
+    /// What is wrong but not this command's to change (e.g. a producer's topic that is not
+    /// encrypted at rest).
+    pub warnings: Vec<String>,
 }
 
 impl Report {
@@ -38,6 +41,7 @@ impl Report {
 pub(crate) struct Plan<'a> {
     dry_run: bool,
     changes: Vec<Change>,
+    warnings: Vec<String>,
     observer: &'a mut (dyn FnMut(&Change) + Send),
 }
 
@@ -46,6 +50,7 @@ impl<'a> Plan<'a> {
         Plan {
             dry_run,
             changes: Vec::new(),
+            warnings: Vec::new(),
             observer,
         }
     }
@@ -64,6 +69,13 @@ impl<'a> Plan<'a> {
         !self.dry_run
     }
 
+    /// Records something wrong that is not this command's to change.
+    pub(crate) fn warn(&mut self, warning: impl Into<String>) {
+        let warning = warning.into();
+        tracing::warn!(%warning, "provision");
+        self.warnings.push(warning);
+    }
+
     pub(crate) fn dry_run(&self) -> bool {
         self.dry_run
     }
@@ -72,6 +84,7 @@ impl<'a> Plan<'a> {
         Report {
             changes: self.changes,
             dry_run: self.dry_run,
+            warnings: self.warnings,
         }
     }
 }
@@ -109,6 +122,7 @@ mod tests {
                 },
             ],
             dry_run: false,
+            warnings: Vec::new(),
         };
         assert_eq!(report.summary(), "2 changes applied");
     }

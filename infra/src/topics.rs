@@ -59,7 +59,40 @@ pub(crate) fn check_missing(
     )))
 }
 
-/// Creates the missing topics (with `--create-topics`; `check_missing` refused otherwise).
+/// The key topics this command creates are encrypted with (the RFC: "SNS topics MUST be
+/// encrypted at rest"): the account's AWS-managed SNS key.
+pub(crate) const TOPIC_KMS_KEY: &str = "alias/aws/sns";
+
+/// Of the existing `wanted` topics, those not encrypted at rest (no `KmsMasterKeyId`).
+pub(crate) async fn unencrypted(
+    sns: &Client,
+    wanted: &[String],
+    existing: &BTreeMap<String, String>,
+) -> Result<Vec<String>> {
+    let mut plain = Vec::new();
+    for name in wanted {
+        let Some(arn) = existing.get(name) else {
+            continue;
+        };
+        let attributes = sns
+            .get_topic_attributes()
+            .topic_arn(arn)
+            .send()
+            .await
+            .map_err(|error| aws(format!("GetTopicAttributes {name}"), &error))?;
+        let encrypted = attributes
+            .attributes()
+            .and_then(|attributes| attributes.get("KmsMasterKeyId"))
+            .is_some_and(|key| !key.is_empty());
+        if !encrypted {
+            plain.push(name.clone());
+        }
+    }
+    Ok(plain)
+}
+
+/// Creates the missing topics (with `--create-topics`; `check_missing` refused otherwise),
+/// encrypted at rest with [`TOPIC_KMS_KEY`].
 pub(crate) async fn ensure(
     sns: &Client,
     wanted: &[String],
@@ -72,13 +105,16 @@ pub(crate) async fn ensure(
             topics.push((name.clone(), Some(arn.clone())));
             continue;
         }
-        if !plan.change(format!("create topic {name}")) {
+        if !plan.change(format!(
+            "create topic {name} (encrypted with {TOPIC_KMS_KEY})"
+        )) {
             topics.push((name.clone(), None));
             continue;
         }
         let output = sns
             .create_topic()
             .name(name)
+            .attributes("KmsMasterKeyId", TOPIC_KMS_KEY)
             .send()
             .await
             .map_err(|error| aws(format!("CreateTopic {name}"), &error))?;

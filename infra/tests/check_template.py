@@ -180,13 +180,61 @@ def check_policies() -> None:
         check(all(sids) and len(set(sids)) == len(sids), f"{rel}: every statement has a unique Sid")
         used = set(re.findall(r"\$\{([A-Za-z]+)\}", path.read_text(encoding="utf-8")))
         check(used <= PLACEHOLDERS, f"{rel}: placeholders {sorted(used)} are all documented")
-        resources = [r for st in doc["Statement"] for r in _as_list(st.get("Resource", []))]
-        check("*" not in resources, f"{rel}: no statement on Resource \"*\"")
+        # Only actions IAM cannot scope to a resource may name Resource "*".
+        unscoped = {"sns:ListTopics", "sqs:ListQueues"}
+        wide = [st for st in doc["Statement"] if "*" in _as_list(st.get("Resource", []))]
+        check(all(set(_as_list(st.get("Action", []))) <= unscoped for st in wide),
+              f"{rel}: Resource \"*\" only for actions without resource-level permissions")
+
+
+def check_infrastructure_promises() -> None:
+    """The bucket denies plain HTTP and other encryption; every topic is encrypted."""
+    template = yaml.load(TEMPLATE.read_text(encoding="utf-8"), Loader=_CfnLoader)  # noqa: S506
+    resources = template["Resources"]
+    policies = [r for r in resources.values() if r["Type"] == "AWS::S3::BucketPolicy"]
+    check(len(policies) == 1, "one bucket policy")
+    statements = policies[0]["Properties"]["PolicyDocument"]["Statement"] if policies else []
+    tls = [st for st in statements if st.get("Effect") == "Deny"
+           and st.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"]
+    check(len(tls) == 1 and tls[0].get("Action") == "s3:*" and len(_as_list(tls[0].get("Resource"))) == 2,
+          "the bucket policy denies every request without TLS, on the bucket and its objects")
+    sse = [st for st in statements if st.get("Effect") == "Deny" and st.get("Action") == "s3:PutObject"
+           and "s3:x-amz-server-side-encryption" in st.get("Condition", {}).get("StringNotEqualsIfExists", {})]
+    check(len(sse) == 1, "the bucket policy denies uploads asking for another encryption")
+    topics = {name: r for name, r in resources.items() if r["Type"] == "AWS::SNS::Topic"}
+    plain = sorted(name for name, r in topics.items() if not r["Properties"].get("KmsMasterKeyId"))
+    check(topics and not plain, f"every SNS topic is encrypted at rest (KmsMasterKeyId){': not ' + str(plain) if plain else ''}")
+
+
+def check_role_needs() -> None:
+    """Each binary's policy grants the calls its code makes."""
+    needs = {
+        "ingester-policy.json": {"sqs:ReceiveMessage", "sqs:DeleteMessage",
+                                 "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes",
+                                 "s3:PutObject", "s3:ListBucket"},
+        # Every call replay/src makes, its pre-flight checks included (resolve_topic,
+        # resolve_queue, catalog_topics, the drill's scratch topic and queue).
+        "replay-policy.json": {"s3:GetObject", "s3:ListBucket", "s3:PutObject",
+                               "sns:Publish", "sns:GetTopicAttributes", "sns:ListTopics",
+                               "sns:CreateTopic", "sns:DeleteTopic", "sns:Subscribe",
+                               "sqs:SendMessage", "sqs:GetQueueUrl", "sqs:GetQueueAttributes",
+                               "sqs:CreateQueue", "sqs:DeleteQueue", "sqs:ReceiveMessage",
+                               "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
+                               "sqs:SetQueueAttributes"},
+    }
+    for name, wanted in needs.items():
+        doc = json.loads((IAM_DIR / name).read_text(encoding="utf-8"))
+        granted = {a for st in doc["Statement"] if st.get("Effect") == "Allow"
+                   for a in _as_list(st.get("Action", []))}
+        missing = sorted(wanted - granted)
+        check(not missing, f"infra/iam/{name}: grants what the binary calls{': missing ' + str(missing) if missing else ''}")
 
 
 def main() -> int:
     check_template()
     check_policies()
+    check_role_needs()
+    check_infrastructure_promises()
     failed = sum(1 for ok, _ in results if not ok)
     print(f"check_template: {len(results) - failed} passed, {failed} failed")
     return 1 if failed else 0

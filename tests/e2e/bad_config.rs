@@ -208,7 +208,9 @@ async fn the_other_commands_refuse_bad_input_with_a_message() {
 #[tokio::test]
 async fn serve_refuses_every_listener_beyond_loopback() {
     let data_dir = tempfile::tempdir().expect("data dir");
-    let cases: [(&[&str], Option<(&str, &str)>); 5] = [
+    /// Flags, and one environment variable (name, value).
+    type Case<'a> = (&'a [&'a str], Option<(&'a str, &'a str)>);
+    let cases: [Case<'_>; 5] = [
         (&["--ingest-listen", "0.0.0.0:0"], None),
         (&["--ingest-listen", "[::]:0"], None),
         (&["--listen", "[::ffff:10.1.2.3]:0"], None),
