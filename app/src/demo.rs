@@ -143,7 +143,7 @@ pub async fn run(config: &DemoConfig, shutdown: CancellationToken) -> Result<Dem
         listen: None,
         tokens_file: None,
         limits: FlushLimits::DEFAULT,
-        flush_retry: Default::default(),
+        flush_retry: islets_ingester::pipeline::FLUSH_RETRY,
     };
     let summary = islets_ingester::run(ingester, shutdown).await?;
     let event_files = archive.list_files(Table::Events).await?;

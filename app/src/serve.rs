@@ -103,7 +103,7 @@ impl ServeArgs {
                 max_age: FlushLimits::HTTP_MAX_AGE,
                 ..FlushLimits::DEFAULT
             },
-            flush_retry: Default::default(),
+            flush_retry: islets_ingester::pipeline::FLUSH_RETRY,
         };
         Ok(ServeConfig {
             store: self.store.clone(),

@@ -18,9 +18,11 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// with a margin: a connection that goes silent (a NAT that forgot it sends no FIN, no RST)
 /// fails within this time instead of hanging forever.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(35);
-/// Longest one attempt of an SDK call may take, and the whole call with its retries.
+/// Longest one attempt of an SDK call may take.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(45);
-pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(120);
+/// Longest a whole SDK call may take, its retries included: a silent connection surfaces
+/// as an error (logged, counted, retried by the caller) within this time.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Loads the SDK configuration the way every AWS tool does. Endpoint overrides
 /// (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_SQS`, ..., e.g. a moto_server) come from the same
@@ -39,12 +41,24 @@ pub async fn load_sdk_config() -> SdkConfig {
         .await
 }
 
-/// The S3 endpoint override: `AWS_ENDPOINT_URL_S3`, else the SDK's `AWS_ENDPOINT_URL`.
+/// The S3 endpoint override, as the SDK's own chain resolves it for S3 clients:
+/// `AWS_ENDPOINT_URL_S3` (or the profile's `endpoint_url` of the s3 section), else
+/// `AWS_ENDPOINT_URL`.
 pub fn s3_endpoint(aws: &SdkConfig) -> Option<String> {
-    std::env::var("AWS_ENDPOINT_URL_S3")
-        .ok()
-        .filter(|url| !url.trim().is_empty())
-        .or_else(|| aws.endpoint_url().map(str::to_owned))
+    use aws_types::service_config::ServiceConfigKey;
+    // The key the S3 client itself uses: the loader appends the service (`_S3`).
+    let key = ServiceConfigKey::builder()
+        .service_id("S3")
+        .profile("endpoint_url")
+        .env("AWS_ENDPOINT_URL")
+        .build()
+        .ok();
+    key.and_then(|key| {
+        aws.service_config()
+            .and_then(|config| config.load_config(key))
+    })
+    .filter(|url| !url.trim().is_empty())
+    .or_else(|| aws.endpoint_url().map(str::to_owned))
 }
 
 /// Credentials refreshed this long before they expire.

@@ -92,7 +92,7 @@ impl Catalog {
     pub fn load_dir(directory: &Path) -> Result<Self> {
         let entries = std::fs::read_dir(directory).map_err(|source| {
             Error::catalog(format!(
-                "cannot read the events directory {}: {source} (pass --events-dir or set ISLETS_EVENTS_CONFIG_PATH)",
+                "cannot read the events directory {}: {source} (pass --events-dir or set ISLETS_EVENTS_DIR)",
                 directory.display()
             ))
         })?;
@@ -551,10 +551,7 @@ mod tests {
     #[test]
     fn a_missing_or_empty_directory_says_how_to_fix_it() {
         let error = Catalog::load_dir(Path::new("/nonexistent/events")).expect_err("missing");
-        assert!(
-            error.to_string().contains("ISLETS_EVENTS_CONFIG_PATH"),
-            "{error}"
-        );
+        assert!(error.to_string().contains("ISLETS_EVENTS_DIR"), "{error}");
         let empty = tempfile::tempdir().expect("tempdir");
         let error = Catalog::load_dir(empty.path()).expect_err("empty");
         assert!(error.to_string().contains("no *.yaml files"), "{error}");

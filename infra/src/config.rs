@@ -106,11 +106,19 @@ pub struct ProvisionArgs {
     /// topic of every events/<aggregate>.yaml.
     #[arg(
         long,
-        env = "ISLETS_EVENTS_CONFIG_PATH",
+        env = "ISLETS_EVENTS_DIR",
         value_name = "DIR",
         default_value = "events"
     )]
     pub events_dir: PathBuf,
+    /// The RFC's name for --events-dir (an alias, used when --events-dir is not given).
+    #[arg(
+        long,
+        env = "ISLETS_EVENTS_CONFIG_PATH",
+        value_name = "DIR",
+        hide = true
+    )]
+    pub events_config_path: Option<PathBuf>,
 
     /// Create the <aggregate>-events topics that do not exist (development accounts).
     /// Without it a missing topic is an error: in production the producers own them.
@@ -219,6 +227,15 @@ impl ProvisionConfig {
 }
 
 impl ProvisionArgs {
+    /// The catalog directory: --events-dir (ISLETS_EVENTS_DIR), or the RFC's
+    /// ISLETS_EVENTS_CONFIG_PATH when only that is given.
+    pub fn catalog_dir(&self) -> PathBuf {
+        self.events_config_path
+            .clone()
+            .filter(|_| self.events_dir.as_path() == std::path::Path::new("events"))
+            .unwrap_or_else(|| self.events_dir.clone())
+    }
+
     /// Validates the arguments. Reads nothing from the environment, the disk or AWS.
     pub fn validate(&self) -> Result<ProvisionConfig> {
         let Some(bucket) = self.bucket.as_deref() else {
@@ -291,7 +308,7 @@ impl ProvisionArgs {
             queue_name: self.queue_name.clone(),
             visibility_timeout_secs: self.visibility_timeout_secs,
             max_receive_count: self.max_receive_count,
-            events_dir: self.events_dir.clone(),
+            events_dir: self.catalog_dir(),
             create_topics: self.create_topics,
             glue_database: self.glue_database.clone(),
             athena_workgroup: self.athena_workgroup.clone(),

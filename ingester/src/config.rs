@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 use islets_core::store::StoreLocation;
 
 use crate::error::{Error, Result};
-use crate::pipeline::FlushRetry;
+use crate::pipeline::{FLUSH_RETRY, FlushRetry};
 
 /// Where messages come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -64,11 +64,19 @@ pub struct IngesterArgs {
     /// Directory of the events catalog (events/<aggregate>.yaml).
     #[arg(
         long,
-        env = "ISLETS_EVENTS_CONFIG_PATH",
+        env = "ISLETS_EVENTS_DIR",
         value_name = "DIR",
         default_value = "events"
     )]
     pub events_dir: PathBuf,
+    /// The RFC's name for --events-dir (an alias, used when --events-dir is not given).
+    #[arg(
+        long,
+        env = "ISLETS_EVENTS_CONFIG_PATH",
+        value_name = "DIR",
+        hide = true
+    )]
+    pub events_config_path: Option<PathBuf>,
 
     /// Drain the queue, flush, delete, and exit once it stays empty (drills, tests).
     #[arg(long, env = "ISLETS_EXIT_WHEN_IDLE")]
@@ -179,6 +187,15 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const MAX_VISIBILITY_TIMEOUT_SECS: u64 = 43_200;
 
 impl IngesterArgs {
+    /// The catalog directory: --events-dir (ISLETS_EVENTS_DIR), or the RFC's
+    /// ISLETS_EVENTS_CONFIG_PATH when only that is given.
+    pub fn catalog_dir(&self) -> PathBuf {
+        self.events_config_path
+            .clone()
+            .filter(|_| self.events_dir.as_path() == std::path::Path::new("events"))
+            .unwrap_or_else(|| self.events_dir.clone())
+    }
+
     /// Validates the arguments. Reads nothing from the environment or the disk.
     pub fn validate(&self) -> Result<IngesterConfig> {
         let store = StoreLocation::parse(&self.store)
@@ -284,7 +301,7 @@ impl IngesterArgs {
         Ok(IngesterConfig {
             source,
             store,
-            events_dir: self.events_dir.clone(),
+            events_dir: self.catalog_dir(),
             listen,
             tokens_file: self.tokens_file.clone(),
             limits: FlushLimits {
@@ -293,7 +310,7 @@ impl IngesterArgs {
                 max_age: Duration::from_secs(max_batch_age_secs),
                 max_concurrent_flushes: self.max_concurrent_flushes,
             },
-            flush_retry: FlushRetry::default(),
+            flush_retry: FLUSH_RETRY,
         })
     }
 }
@@ -316,6 +333,24 @@ mod tests {
             .expect("clap accepts the flags")
             .args
             .validate()
+    }
+
+    #[test]
+    fn the_rfc_variable_name_still_names_the_catalog() {
+        let with = |extra: &[&str]| {
+            let mut all = vec!["islets-ingester", "--source", "http", "--store", "/tmp/a"];
+            all.extend_from_slice(extra);
+            Cli::try_parse_from(all).expect("parses").args
+        };
+        assert_eq!(
+            with(&["--events-config-path", "/srv/events"]).catalog_dir(),
+            PathBuf::from("/srv/events")
+        );
+        assert_eq!(
+            with(&["--events-dir", "/a", "--events-config-path", "/b"]).catalog_dir(),
+            PathBuf::from("/a"),
+            "--events-dir wins"
+        );
     }
 
     #[test]

@@ -67,10 +67,11 @@ fn config(store: &Path, exit_when_idle: bool) -> IngesterConfig {
             max_age: Duration::from_millis(50),
             max_concurrent_flushes: 1,
         },
-        flush_retry: FlushRetry {
-            attempts: 2,
-            first_backoff: Duration::from_millis(10),
-        },
+        flush_retry: FlushRetry::new(
+            Duration::from_millis(10),
+            Duration::from_millis(20),
+            Some(2),
+        ),
     }
 }
 
@@ -210,10 +211,11 @@ async fn a_flush_slower_than_the_visibility_timeout_is_not_delivered_again() {
     configuration.limits.max_rows = 1_000;
     // Retries through a failing store for several visibility timeouts (300 ms) before
     // the store recovers.
-    configuration.flush_retry = FlushRetry {
-        attempts: 30,
-        first_backoff: Duration::from_millis(100),
-    };
+    configuration.flush_retry = FlushRetry::new(
+        Duration::from_millis(100),
+        Duration::from_millis(400),
+        Some(30),
+    );
     let run = tokio::spawn(run_with(
         configuration,
         components(store.path(), &queue),

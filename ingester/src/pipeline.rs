@@ -132,25 +132,15 @@ pub struct PipelineContext {
     pub retry: FlushRetry,
 }
 
-/// Retries of a flush whose files could not be stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FlushRetry {
-    /// Attempts before the buffer is given up (its messages are then not acknowledged).
-    pub attempts: u32,
-    /// Wait before the second attempt; doubled each time, capped at 32 × this.
-    pub first_backoff: Duration,
-}
+/// Retries of a flush whose files could not be stored: the workspace's one policy
+/// (exponential backoff with full jitter), bounded in attempts. With object_store's own
+/// retries inside each attempt: minutes, not hours, before a buffer is given up and SQS
+/// redelivers its messages.
+pub type FlushRetry = islets_core::retry::RetryPolicy;
 
-impl Default for FlushRetry {
-    fn default() -> Self {
-        // With object_store's own retries inside each attempt: minutes, not hours, before
-        // a buffer is given up and SQS redelivers its messages.
-        FlushRetry {
-            attempts: 6,
-            first_backoff: Duration::from_secs(2),
-        }
-    }
-}
+/// The default [`FlushRetry`]: 6 attempts, delays up to 2 s, 4 s, ... 64 s.
+pub const FLUSH_RETRY: FlushRetry =
+    FlushRetry::new(Duration::from_secs(2), Duration::from_secs(64), Some(6));
 
 /// A running pipeline: send batches, then drop the sender and await the summary.
 pub struct Pipeline {
@@ -441,10 +431,10 @@ async fn flush(
         attempt += 1;
         context.metrics.flush_failures.inc();
         tracing::warn!(%error, attempt, "storing a flush failed; retrying");
-        if attempt >= context.retry.attempts {
+        if !context.retry.may_retry(attempt) {
             return Err(fail(&context, acks, report, &error.to_string()).await);
         }
-        tokio::time::sleep(context.retry.first_backoff * (1 << (attempt - 1).min(5))).await;
+        tokio::time::sleep(context.retry.delay(attempt)).await;
     }
 
     // Every file is durable: now, and only now, acknowledge.

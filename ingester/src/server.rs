@@ -32,6 +32,9 @@ pub const MAX_INGEST_BODY_BYTES: usize = 16 * 1024 * 1024;
 pub const MAX_INGEST_LINES: usize = 10_000;
 /// Ingest requests handled at once; more are answered 429 at once (nothing read).
 pub const MAX_CONCURRENT_INGESTS: usize = 4;
+/// Longest the body of an ingest request may take to arrive: a client trickling its body
+/// cannot hold one of the few ingest slots for minutes.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// A request is answered once its rows are durable: at most one buffer age later.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -166,9 +169,23 @@ fn body_shape(headers: &HeaderMap) -> Result<BodyShape, ApiError> {
     }
 }
 
-/// Reads at most `limit` bytes of `body`; more is refused without reading further.
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|error| {
+/// Reads at most `limit` bytes of `body` within `within`; more is refused without reading
+/// further, and a body still arriving after `within` is answered 408.
+async fn read_body(body: Body, limit: usize, within: Duration) -> Result<Bytes, ApiError> {
+    let read = tokio::time::timeout(within, axum::body::to_bytes(body, limit))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!(
+                    "the body did not arrive within {} s: send it at once, or split it",
+                    within.as_secs()
+                ),
+            )
+            .with_details(json!({"timeout_seconds": within.as_secs()}))
+        })?;
+    read.map_err(|error| {
         let too_large = std::error::Error::source(&error)
             .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
         if too_large {
@@ -223,7 +240,7 @@ async fn ingest(
         .with_details(json!({"max_concurrent_requests": MAX_CONCURRENT_INGESTS, "retry_after_seconds": 1})));
     };
     let shape = body_shape(&headers)?;
-    let body = read_body(body, MAX_INGEST_BODY_BYTES).await?;
+    let body = read_body(body, MAX_INGEST_BODY_BYTES, BODY_READ_TIMEOUT).await?;
     let received_at_ms = chrono::Utc::now().timestamp_millis();
     let delivery = |bytes: Bytes| Delivery {
         body: bytes,
@@ -381,7 +398,7 @@ mod tests {
             heartbeat: None,
             catalog: catalog(),
             writer_id: "test".into(),
-            retry: Default::default(),
+            retry: crate::pipeline::FLUSH_RETRY,
         };
         let limits = FlushLimits {
             max_rows: 1000,
@@ -754,5 +771,26 @@ mod tests {
             .await
             .expect("list");
         assert_eq!(stored.len(), 1, "only the accepted request stored anything");
+    }
+
+    #[tokio::test]
+    async fn a_body_that_trickles_in_is_answered_408_and_frees_its_slot() {
+        let error = read_body(
+            endless_body(),
+            MAX_INGEST_BODY_BYTES,
+            Duration::from_millis(200),
+        )
+        .await
+        .expect_err("the body never ends");
+        assert_eq!(error.status, StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(error.code, "request_timeout");
+        let body = read_body(
+            Body::from("{}\n"),
+            MAX_INGEST_BODY_BYTES,
+            Duration::from_millis(200),
+        )
+        .await
+        .expect("a body sent at once");
+        assert_eq!(body.as_ref(), b"{}\n");
     }
 }

@@ -247,7 +247,7 @@ pub async fn replay(args: ReplayArgs, cancel: CancellationToken) -> Result<u8> {
     let sqs = aws.as_ref().map(aws_sdk_sqs::Client::new);
     let target = match (target, &sns, &sqs) {
         (Some(TargetSpec::Original { .. }), Some(sns), _) => {
-            let events_dir = &args.selection.events_dir;
+            let events_dir = &args.selection.catalog_dir();
             let catalog = islets_core::catalog::Catalog::load_dir(events_dir).map_err(|error| {
                 usage(format!(
                     "--to-original sends to the catalog's topics: cannot read the catalog in {} ({error}); pass --events-dir",

@@ -59,11 +59,19 @@ pub struct SelectionArgs {
     /// Directory of the events catalog (events/<aggregate>.yaml), to check --event-type.
     #[arg(
         long,
-        env = "ISLETS_EVENTS_CONFIG_PATH",
+        env = "ISLETS_EVENTS_DIR",
         value_name = "DIR",
         default_value = "events"
     )]
     pub events_dir: PathBuf,
+    /// The RFC's name for --events-dir (an alias, used when --events-dir is not given).
+    #[arg(
+        long,
+        env = "ISLETS_EVENTS_CONFIG_PATH",
+        value_name = "DIR",
+        hide = true
+    )]
+    pub events_config_path: Option<PathBuf>,
 }
 
 /// A validated selection; times resolved to absolute RFC 3339.
@@ -96,6 +104,15 @@ fn rfc3339(ms: i64) -> String {
 }
 
 impl SelectionArgs {
+    /// The catalog directory: --events-dir (ISLETS_EVENTS_DIR), or the RFC's
+    /// ISLETS_EVENTS_CONFIG_PATH when only that is given.
+    pub fn catalog_dir(&self) -> PathBuf {
+        self.events_config_path
+            .clone()
+            .filter(|_| self.events_dir.as_path() == std::path::Path::new("events"))
+            .unwrap_or_else(|| self.events_dir.clone())
+    }
+
     /// Whether any selection flag is given.
     pub fn is_empty(&self) -> bool {
         self.since.is_none()
@@ -181,10 +198,10 @@ impl SelectionArgs {
         let event_types = if self.event_types.is_empty() {
             Vec::new()
         } else {
-            let catalog = Catalog::load_dir(&self.events_dir).map_err(|error| {
+            let catalog = Catalog::load_dir(&self.catalog_dir()).map_err(|error| {
                 usage(format!(
                     "--events-dir {}: {error} (it is needed to check --event-type)",
-                    self.events_dir.display()
+                    self.catalog_dir().display()
                 ))
             })?;
             self.event_types
@@ -345,6 +362,7 @@ mod tests {
     fn args() -> SelectionArgs {
         SelectionArgs {
             events_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../events"),
+            events_config_path: None,
             ..SelectionArgs::default()
         }
     }

@@ -193,7 +193,7 @@ async fn the_other_commands_refuse_bad_input_with_a_message() {
     // Refused before anything was done: 2, as every command (ErrorKind::Usage).
     assert_eq!(output.status.code(), Some(2));
     assert!(
-        stderr(&output).contains("ISLETS_EVENTS_CONFIG_PATH"),
+        stderr(&output).contains("ISLETS_EVENTS_DIR"),
         "{}",
         stderr(&output)
     );

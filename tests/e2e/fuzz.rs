@@ -31,9 +31,6 @@ async fn fuzz(address: &str, headers: &[&str], report: &std::path::Path) {
             "--seed",
             "20261202",
             "--generation-deterministic",
-            // Nothing written into the checkout.
-            "--generation-database",
-            "none",
             "--workers",
             "2",
             "--request-timeout",

@@ -689,3 +689,129 @@ async fn sigterm_stops_polling_flushes_deletes_and_exits_zero() {
         "deleted after the flush"
     );
 }
+
+/// A value of the ingester's `/metrics`, by metric name (the unlabelled sample).
+async fn metric(address: &str, name: &str) -> f64 {
+    let text = reqwest::get(format!("http://{address}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .find(|line| line.starts_with(name) && line[name.len()..].starts_with(' '))
+        .and_then(|line| line.split_whitespace().last())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// #14 item 4: the connection to SQS goes silent (a proxy that swallows every byte and never
+/// answers, like a NAT that forgot the connection). The ingester's calls time out, are
+/// counted, and once the network is back it drains again, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_times_out_and_the_ingester_drains_again_without_a_restart() {
+    let moto = moto();
+    let bucket = moto.create_bucket().await;
+    let (queue_url, dlq_url) = moto.create_queue_with_dlq(30).await;
+    let first = demo_events(4, 41);
+    send_envelopes(&moto, &queue_url, &first).await;
+
+    let work = tempfile::tempdir().expect("tempdir");
+    let mode = work.path().join("mode");
+    std::fs::write(&mode, "forward").expect("mode");
+    let (host, moto_port) = moto
+        .endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .rsplit_once(':')
+        .expect("moto's endpoint is http://host:port");
+    let mut proxy = tokio::process::Command::new(python())
+        .arg(repo_root().join("tests/e2e/fault_proxy.py"))
+        .arg(host)
+        .arg(moto_port)
+        .arg(&mode)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the proxy");
+    let mut stdout = tokio::io::BufReader::new(proxy.stdout.take().expect("stdout"));
+    let mut port = String::new();
+    tokio::io::AsyncBufReadExt::read_line(&mut stdout, &mut port)
+        .await
+        .expect("proxy port");
+    let proxied = format!("http://127.0.0.1:{}", port.trim());
+
+    // Only SQS goes through the proxy; S3 stays direct.
+    let mut command = ingester_command(&moto, &queue_url, &bucket, &["--max-batch-age-secs", "1"]);
+    command.env("AWS_ENDPOINT_URL_SQS", &proxied);
+    let mut ingester = Running::spawn(command);
+    let address = ingester.address().await;
+    let archive = moto.archive(&bucket, "a");
+    let wait_for = |count: usize, within: Duration| {
+        let archive = archive.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + within;
+            loop {
+                let archived = count_by_id(&read_events(&archive).await).len();
+                if archived >= count {
+                    return archived;
+                }
+                if tokio::time::Instant::now() > deadline {
+                    return archived;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
+    assert_eq!(
+        wait_for(first.len(), Duration::from_secs(60)).await,
+        first.len()
+    );
+
+    // The network goes silent for longer than the read timeout.
+    std::fs::write(&mode, "blackhole").expect("mode");
+    let second = demo_events(4, 42);
+    send_envelopes(&moto, &queue_url, &second).await;
+    let before = metric(&address, "islets_ingester_receive_errors_total").await;
+    // Within the operation timeout (its retries included) and a margin, a receive fails.
+    let deadline =
+        tokio::time::Instant::now() + islets_core::aws::OPERATION_TIMEOUT + Duration::from_secs(20);
+    let mut after = before;
+    while after <= before && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        after = metric(&address, "islets_ingester_receive_errors_total").await;
+    }
+    assert!(
+        after > before,
+        "a silent connection must fail and be counted (receive errors {before} -> {after}); log:\n{}",
+        ingester.log_text()
+    );
+    assert!(
+        ingester.child.try_wait().expect("try_wait").is_none(),
+        "still running"
+    );
+
+    // The network is back: the same process drains the rest.
+    std::fs::write(&mode, "forward").expect("mode");
+    let total = first.len() + second.len();
+    assert_eq!(
+        wait_for(total, Duration::from_secs(90)).await,
+        total,
+        "log:\n{}",
+        ingester.log_text()
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while moto.queue_total(&queue_url).await > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the queue drained");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(
+        moto.queue_total(&dlq_url).await,
+        0,
+        "nothing reached the DLQ"
+    );
+    assert!(
+        ingester.child.try_wait().expect("try_wait").is_none(),
+        "no restart needed"
+    );
+}

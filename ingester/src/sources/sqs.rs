@@ -20,6 +20,10 @@ use crate::visibility::Heartbeat;
 
 /// SQS's maximum messages per ReceiveMessage.
 const MAX_MESSAGES_PER_RECEIVE: i32 = 10;
+/// Backoff between failed receives: the workspace's policy, never giving up (the
+/// pollers run until shutdown), delays up to 250 ms, 500 ms, ... 30 s.
+const RECEIVE_RETRY: islets_core::retry::RetryPolicy =
+    islets_core::retry::RetryPolicy::new(Duration::from_millis(250), Duration::from_secs(30), None);
 /// How often the queue depth is read for the metrics.
 const DEPTH_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -96,7 +100,7 @@ async fn poll(shared: Arc<PollerShared>) {
                 failures += 1;
                 shared.metrics.receive_errors.inc();
                 tracing::warn!(%error, failures, "receiving from SQS failed; retrying");
-                let backoff = Duration::from_millis(250 * 2u64.pow(failures.min(7)));
+                let backoff = RECEIVE_RETRY.delay(failures);
                 tokio::select! {
                     _ = shared.shutdown.cancelled() => break,
                     _ = tokio::time::sleep(backoff) => continue,
