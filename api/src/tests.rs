@@ -830,19 +830,7 @@ async fn a_forged_copy_cannot_replace_an_archived_event_and_is_flagged_as_a_conf
     assert_eq!(body["rows"][0]["event_id"], original.event_id.as_str());
     assert_eq!(body["rows"][0]["payload"], original.payload.as_str());
 
-    let response = router
-        .clone()
-        .oneshot(
-            Request::get("/metrics")
-                .body(Body::empty())
-                .expect("request"),
-        )
-        .await
-        .expect("metrics");
-    let text = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .expect("body");
-    let text = String::from_utf8_lossy(&text);
+    let (_, _, text) = get_text(&router, "/metrics", None).await;
     let served = text
         .lines()
         .find(|line| line.starts_with("islets_query_conflicting_events_served_total"))

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
-    MessageSystemAttributeName, QueueAttributeName,
+    BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry,
+    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
 };
 use islets_core::attributes::{AttributeValue, Attributes};
 use islets_core::record::SqsMetadata;
@@ -87,6 +87,18 @@ fn sdk_error(operation: &'static str, error: impl std::error::Error) -> Error {
         source = inner.source();
     }
     Error::Queue { operation, message }
+}
+
+/// The handles of `chunk` a batch call refused: its entries' ids are their indexes.
+fn refused(chunk: &[String], failures: Vec<BatchResultErrorEntry>, what: &str) -> Vec<String> {
+    failures
+        .into_iter()
+        .filter_map(|failure| {
+            let handle = failure.id.parse::<usize>().ok().and_then(|i| chunk.get(i))?;
+            tracing::warn!(code = %failure.code, message = ?failure.message, "sqs refused to {what}");
+            Some(handle.clone())
+        })
+        .collect()
 }
 
 /// SQS's maximum number of entries in one batch call.
@@ -181,16 +193,11 @@ impl Queue for SqsQueue {
                 .send()
                 .await;
             match output {
-                Ok(output) => {
-                    for failure in output.failed {
-                        if let Some(handle) =
-                            failure.id.parse::<usize>().ok().and_then(|i| chunk.get(i))
-                        {
-                            tracing::warn!(code = %failure.code, message = ?failure.message, "sqs refused to delete a message; it will be delivered again");
-                            failed.push(handle.clone());
-                        }
-                    }
-                }
+                Ok(output) => failed.extend(refused(
+                    chunk,
+                    output.failed,
+                    "delete a message; it will be delivered again",
+                )),
                 Err(error) => {
                     tracing::warn!(error = %sdk_error("DeleteMessageBatch", error), "could not delete messages; they will be delivered again");
                     failed.extend(chunk.iter().cloned());
@@ -228,12 +235,11 @@ impl Queue for SqsQueue {
                 .send()
                 .await
                 .map_err(|error| sdk_error("ChangeMessageVisibilityBatch", error))?;
-            for failure in output.failed {
-                if let Some(handle) = failure.id.parse::<usize>().ok().and_then(|i| chunk.get(i)) {
-                    tracing::warn!(code = %failure.code, message = ?failure.message, "sqs refused to extend a message's visibility");
-                    failed.push(handle.clone());
-                }
-            }
+            failed.extend(refused(
+                chunk,
+                output.failed,
+                "extend a message's visibility",
+            ));
         }
         Ok(failed)
     }

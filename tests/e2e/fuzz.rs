@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::support::{QUERY, Running, python, run_demo};
+use crate::support::{demo_archive, python, query_server};
 
 /// schemathesis, installed by `scripts/test` next to the venv's python.
 fn schemathesis() -> std::path::PathBuf {
@@ -63,29 +63,18 @@ async fn fuzz(address: &str, headers: &[&str], report: &std::path::Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generated_requests_never_get_a_5xx_or_a_dropped_connection() {
-    let directory = tempfile::tempdir().expect("tempdir");
-    let data_dir = directory.path().join("archive");
-    let demo = run_demo(&data_dir, &["--flows", "30"]).await;
-    assert!(
-        demo.status.success(),
-        "{}",
-        String::from_utf8_lossy(&demo.stderr)
-    );
+    let (directory, data_dir) = demo_archive(30).await;
+    let still_up = |address: String| async move {
+        let health = reqwest::get(format!("http://{address}/healthz"))
+            .await
+            .expect("healthz");
+        assert_eq!(health.status().as_u16(), 200, "the server is still up");
+    };
 
     // Authentication off (loopback), as the demo runs.
-    let mut command = tokio::process::Command::new(QUERY);
-    command
-        .arg("--store")
-        .arg(&data_dir)
-        .args(["--listen", "127.0.0.1:0"])
-        .kill_on_drop(true);
-    let mut open = Running::spawn(command);
-    let address = open.address().await;
+    let (open, address) = query_server(&data_dir, &[]).await;
     fuzz(&address, &[], &directory.path().join("open.xml")).await;
-    let health = reqwest::get(format!("http://{address}/healthz"))
-        .await
-        .expect("healthz");
-    assert_eq!(health.status().as_u16(), 200, "the server is still up");
+    still_up(address).await;
     drop(open);
 
     // Authentication on: with a token holding every scope, and with none (401s).
@@ -98,16 +87,8 @@ async fn generated_requests_never_get_a_5xx_or_a_dropped_connection() {
         ),
     )
     .expect("tokens");
-    let mut command = tokio::process::Command::new(QUERY);
-    command
-        .arg("--store")
-        .arg(&data_dir)
-        .arg("--tokens-file")
-        .arg(&tokens)
-        .args(["--listen", "127.0.0.1:0"])
-        .kill_on_drop(true);
-    let mut guarded = Running::spawn(command);
-    let address = guarded.address().await;
+    let (_guarded, address) =
+        query_server(&data_dir, &["--tokens-file".as_ref(), tokens.as_os_str()]).await;
     fuzz(
         &address,
         &["Authorization: Bearer fuzz-token"],
@@ -115,8 +96,5 @@ async fn generated_requests_never_get_a_5xx_or_a_dropped_connection() {
     )
     .await;
     fuzz(&address, &[], &directory.path().join("anonymous.xml")).await;
-    let health = reqwest::get(format!("http://{address}/healthz"))
-        .await
-        .expect("healthz");
-    assert_eq!(health.status().as_u16(), 200, "the server is still up");
+    still_up(address).await;
 }

@@ -2,7 +2,7 @@
 //! with a 4xx, the server stays up, and its peak RSS stays under the documented bound
 //! (docs/SECURITY.md: 1 GiB).
 
-use crate::support::{QUERY, Running, run_demo};
+use crate::support::{demo_archive, query_server};
 
 /// The documented bound on the query server's peak RSS across these statements.
 const PEAK_RSS_BOUND_KIB: u64 = 1024 * 1024;
@@ -19,22 +19,8 @@ fn peak_rss_kib(pid: u32) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statements_that_build_huge_values_get_4xx_and_the_server_stays_small() {
-    let directory = tempfile::tempdir().expect("tempdir");
-    let data_dir = directory.path().join("archive");
-    let demo = run_demo(&data_dir, &["--flows", "200"]).await;
-    assert!(
-        demo.status.success(),
-        "{}",
-        String::from_utf8_lossy(&demo.stderr)
-    );
-    let mut command = tokio::process::Command::new(QUERY);
-    command
-        .arg("--store")
-        .arg(&data_dir)
-        .args(["--listen", "127.0.0.1:0"])
-        .kill_on_drop(true);
-    let mut server = Running::spawn(command);
-    let address = server.address().await;
+    let (_directory, data_dir) = demo_archive(200).await;
+    let (mut server, address) = query_server(&data_dir, &[]).await;
     let pid = server.child.id().expect("pid");
     let client = reqwest::Client::new();
     let sql = |statement: &str| {

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::support::{QUERY, Running, python_lines, run_demo};
+use crate::support::{QUERY, Running, demo_archive, python_lines, query_server};
 
 /// event_ids the API returns for `query`, following every cursor.
 async fn api_ids(client: &reqwest::Client, address: &str, query: &str) -> Vec<String> {
@@ -47,23 +47,8 @@ async fn duckdb_ids(data_dir: &std::path::Path, condition: &str) -> BTreeSet<Str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_answers_equal_duckdb_on_the_same_files() {
-    let directory = tempfile::tempdir().expect("tempdir");
-    let data_dir = directory.path().join("archive");
-    let demo = run_demo(&data_dir, &["--flows", "80"]).await;
-    assert!(
-        demo.status.success(),
-        "{}",
-        String::from_utf8_lossy(&demo.stderr)
-    );
-
-    let mut command = tokio::process::Command::new(QUERY);
-    command
-        .arg("--store")
-        .arg(&data_dir)
-        .args(["--listen", "127.0.0.1:0"])
-        .kill_on_drop(true);
-    let mut server = Running::spawn(command);
-    let address = server.address().await;
+    let (_directory, data_dir) = demo_archive(80).await;
+    let (mut server, address) = query_server(&data_dir, &[]).await;
     let client = reqwest::Client::new();
 
     // A correlation id and a time window taken from the data itself.

@@ -707,43 +707,38 @@ async fn the_drill_passes_on_a_healthy_store_and_names_what_went_missing_or_chan
             .await
             .expect("seed");
     }
+    // A drill through the given topic and queue, with `extra` flags.
+    let drill = |extra: &[&str]| {
+        let mut command = moto.command(REPLAY);
+        command
+            .current_dir(crate::support::repo_root())
+            .args(["drill", "--store"])
+            .arg(&demo.dir)
+            .args([
+                "--since",
+                "30d",
+                "--topic-arn",
+                &topic_arn,
+                "--queue-url",
+                &queue,
+            ])
+            .args(extra);
+        command
+    };
     // Publishing to an existing topic needs --yes: refused without it, nothing sent.
-    let mut command = moto.command(REPLAY);
-    command
-        .current_dir(crate::support::repo_root())
-        .args(["drill", "--store"])
-        .arg(&demo.dir)
-        .args([
-            "--since",
-            "30d",
-            "--topic-arn",
-            &topic_arn,
-            "--queue-url",
-            &queue,
-        ]);
-    let (code, _, stderr) = run(command).await;
+    let (code, _, stderr) = run(drill(&[])).await;
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("confirm with --yes"), "{stderr}");
-    let mut command = moto.command(REPLAY);
-    command
-        .current_dir(crate::support::repo_root())
-        .args(["drill", "--store"])
-        .arg(&demo.dir)
-        .args([
-            "--since",
-            "30d",
-            "--wait-secs",
-            "5",
-            "--topic-arn",
-            &topic_arn,
-            "--queue-url",
-            &queue,
-            "--yes",
-            "--drill-id",
-            drill_id,
-            "--report",
-        ])
-        .arg(work.join("failed.md"));
+    let report_path = work.join("failed.md");
+    let mut command = drill(&[
+        "--wait-secs",
+        "5",
+        "--yes",
+        "--drill-id",
+        drill_id,
+        "--report",
+    ]);
+    command.arg(&report_path);
     let (code, stdout, stderr) = run(command).await;
     assert_eq!(code, 1, "{stdout}\n{stderr}");
     assert_eq!(

@@ -795,7 +795,7 @@ async fn a_silent_connection_times_out_and_the_ingester_drains_again_without_a_r
     std::fs::write(&mode, "forward").expect("mode");
     let total = first.len() + second.len();
     assert_eq!(
-        wait_for(total, Duration::from_secs(90)).await,
+        wait_for(total, Duration::from_secs(240)).await,
         total,
         "log:\n{}",
         ingester.log_text()

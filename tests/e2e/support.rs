@@ -105,6 +105,38 @@ pub(crate) async fn run_demo(data_dir: &std::path::Path, extra: &[&str]) -> std:
         .expect("run demo")
 }
 
+/// A demo archive of `flows` business flows, written by the real ingester, in a temporary
+/// directory (kept alive by the returned guard).
+pub(crate) async fn demo_archive(flows: usize) -> (tempfile::TempDir, PathBuf) {
+    let directory = tempfile::tempdir().expect("tempdir");
+    let data_dir = directory.path().join("archive");
+    let demo = run_demo(&data_dir, &["--flows", &flows.to_string()]).await;
+    assert!(
+        demo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&demo.stderr)
+    );
+    (directory, data_dir)
+}
+
+/// `islets-query` over `store` on a free loopback port, with `extra` flags; the server and
+/// its address.
+pub(crate) async fn query_server(
+    store: &std::path::Path,
+    extra: &[&std::ffi::OsStr],
+) -> (Running, String) {
+    let mut command = Command::new(QUERY);
+    command
+        .arg("--store")
+        .arg(store)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(extra)
+        .kill_on_drop(true);
+    let mut server = Running::spawn(command);
+    let address = server.address().await;
+    (server, address)
+}
+
 /// A lowercase name unique to this test run.
 pub(crate) fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", ulid::Ulid::new().to_string().to_lowercase())
