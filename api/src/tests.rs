@@ -762,6 +762,7 @@ async fn a_forged_copy_cannot_replace_an_archived_event_and_is_flagged_as_a_conf
     forged.published_at_ms = original.published_at_ms - 3 * HOUR;
     forged.ingested_at_ms = original.ingested_at_ms + 10 * 24 * HOUR;
     forged.sqs_message_id = Some("forged".to_owned());
+    let forged_hour = forged.published_at_ms - forged.published_at_ms.rem_euclid(HOUR);
     write(&fixture.archive, &[forged]).await;
     // An identical redelivery (the fixture's duplicates) is not a conflict.
     let engine = DataFusionEngine::new(fixture.archive.clone()).expect("engine");
@@ -800,6 +801,32 @@ async fn a_forged_copy_cannot_replace_an_archived_event_and_is_flagged_as_a_conf
                 original.producer_system.clone().expect("p")
             );
         }
+    }
+    // Listed over the hour only the later copy claims, the event is not there: the copy
+    // ingested first decides where (and whether) an event is answered.
+    let rfc3339 = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .expect("time")
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    for path in [
+        format!(
+            "/v1/events?since={}&until={}",
+            rfc3339(forged_hour),
+            rfc3339(forged_hour + HOUR)
+        ),
+        "/v1/events?producer_system=attacker".to_owned(),
+    ] {
+        let (status, page) = get(&router, &path).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert!(
+            page["events"]
+                .as_array()
+                .expect("events")
+                .iter()
+                .all(|e| e["event_id"] != original.event_id.as_str()),
+            "{path}: {page}"
+        );
     }
     let (status, flow) = get(
         &router,

@@ -18,6 +18,7 @@ use datafusion::common::ScalarValue;
 use futures::StreamExt;
 use islets_core::attributes::{AttributeValue, Attributes};
 use islets_core::record::{DeliveryMode, EventRecord, IngestSource};
+use islets_core::retry::RetryPolicy;
 use ulid::Ulid;
 
 use crate::engine::{EventPage, EventStream, QueryEngine, SqlResult, StatsBucket};
@@ -48,6 +49,11 @@ pub struct AthenaStatement {
     /// The values, as SQL literals, in order (Athena's ExecutionParameters).
     pub parameters: Vec<String>,
 }
+
+/// How often a running query's state is asked: the workspace's retry policy (full jitter,
+/// 100 ms doubling to 1 s), until the query's own timeout.
+const POLL: RetryPolicy =
+    RetryPolicy::new(Duration::from_millis(100), Duration::from_secs(1), None);
 
 /// Converts compiled SQL to Athena's form: each `$n` (in order, each once) becomes `?`,
 /// and each value an SQL literal for `ExecutionParameters`.
@@ -159,8 +165,9 @@ impl AthenaEngine {
             .query_execution_id
             .ok_or_else(|| Error::Engine("Athena returned no QueryExecutionId".to_owned()))?;
         let deadline = tokio::time::Instant::now() + self.settings.timeout;
-        let mut pause = Duration::from_millis(100);
+        let mut polls = 0;
         loop {
+            polls += 1;
             let execution = self
                 .client
                 .get_query_execution()
@@ -198,8 +205,7 @@ impl AthenaEngine {
                     self.settings.timeout.as_secs()
                 )));
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(1));
+            tokio::time::sleep(POLL.delay(polls)).await;
         }
     }
 
@@ -522,8 +528,15 @@ mod tests {
         assert_eq!(
             statement.parameters,
             vec![
-                "'x'' OR ''1''=''1'".to_owned(),
+                // The days the copies are compared in (Athena's partitions) ...
                 "'2026-11-20'".to_owned(),
+                // ... the events the filter names ...
+                "'2026-11-20'".to_owned(),
+                "'x'' OR ''1''=''1'".to_owned(),
+                "TIMESTAMP '2026-11-20 10:00:00.000'".to_owned(),
+                "true".to_owned(),
+                // ... and the same filter on the copy that won.
+                "'x'' OR ''1''=''1'".to_owned(),
                 "TIMESTAMP '2026-11-20 10:00:00.000'".to_owned(),
                 "true".to_owned(),
             ]

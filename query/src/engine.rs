@@ -6,6 +6,7 @@
 //! `correlation_id`) and the page index, reading footers from its cache. The listing
 //! itself is cached for [`LISTING_TTL`], so new files are visible within seconds.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -261,6 +262,100 @@ impl DataFusionEngine {
             .collect())
     }
 
+    /// The listed files (at `snapshot`) not among `files` that hold a copy of one of
+    /// `events`. An event is decided over all its copies (the copy ingested first wins,
+    /// wherever it lies), so these are added and the answer computed again.
+    async fn other_copies(
+        &self,
+        listing: &Listing,
+        snapshot: Option<Ulid>,
+        files: &[PartitionedFile],
+        events: &[EventRecord],
+    ) -> Result<Vec<PartitionedFile>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut ids: Vec<String> = events.iter().map(|event| event.event_id.clone()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let others = others(listing, snapshot, files);
+        let holders = self
+            .ids
+            .candidates(others.iter().map(|(_, meta)| meta), IdColumn::EventId, &ids)
+            .await?;
+        let wanted: HashSet<&object_store::path::Path> =
+            holders.iter().map(|meta| &meta.location).collect();
+        Ok(others
+            .into_iter()
+            .filter(|(_, meta)| wanted.contains(&meta.location))
+            .map(archive_file)
+            .collect())
+    }
+
+    /// Runs `query` over `files`, adding the files that hold other copies of the events
+    /// it answers until none is missing. After [`ROUNDS`] rounds (many forged copies),
+    /// every file sharing an id with those read is added at once, and that answer is final.
+    async fn decided<F, Fut>(
+        &self,
+        listing: &Listing,
+        snapshot: Option<Ulid>,
+        mut files: Vec<PartitionedFile>,
+        query: F,
+    ) -> Result<Vec<EventRecord>>
+    where
+        F: Fn(Vec<PartitionedFile>) -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<EventRecord>>>,
+    {
+        for _ in 0..ROUNDS {
+            let events = self.tolerant(files.clone(), &query).await?;
+            let more = self
+                .other_copies(listing, snapshot, &files, &events)
+                .await?;
+            if more.is_empty() {
+                return Ok(events);
+            }
+            tracing::info!(
+                files = more.len(),
+                "other copies of the answer's events lie outside the files the query selected; answering again with them"
+            );
+            files.extend(more);
+        }
+        let files = self.with_other_copies(listing, snapshot, files).await?;
+        self.tolerant(files, &query).await
+    }
+
+    /// `files` and the listed files (at `snapshot`) holding another copy of an event that
+    /// `files` hold: for answers that stream (exports) or aggregate (stats), which cannot
+    /// be computed again from their result.
+    async fn with_other_copies(
+        &self,
+        listing: &Listing,
+        snapshot: Option<Ulid>,
+        mut files: Vec<PartitionedFile>,
+    ) -> Result<Vec<PartitionedFile>> {
+        let others = others(listing, snapshot, &files);
+        let selected: Vec<&ObjectMeta> = files.iter().map(|file| &file.object_meta).collect();
+        let sharing = self
+            .ids
+            .sharing(&selected, others.iter().map(|(_, meta)| meta).collect())
+            .await?;
+        let wanted: HashSet<&object_store::path::Path> =
+            sharing.iter().map(|meta| &meta.location).collect();
+        let more: Vec<PartitionedFile> = others
+            .into_iter()
+            .filter(|(_, meta)| wanted.contains(&meta.location))
+            .map(archive_file)
+            .collect();
+        if !more.is_empty() {
+            tracing::info!(
+                files = more.len(),
+                "other copies of the selected events lie outside the files the query selected; reading them too"
+            );
+        }
+        files.extend(more);
+        Ok(files)
+    }
+
     /// `files` without those known to be unreadable.
     fn readable(&self, files: Vec<PartitionedFile>) -> Vec<PartitionedFile> {
         files
@@ -359,6 +454,27 @@ impl DataFusionEngine {
             .try_flatten();
         Ok(events.boxed())
     }
+}
+
+/// Rounds of adding the files of other copies before all sharing files are added at once.
+const ROUNDS: usize = 4;
+
+/// The listed files (at `snapshot`) that are not among `files`.
+fn others<'a>(
+    listing: &'a Listing,
+    snapshot: Option<Ulid>,
+    files: &[PartitionedFile],
+) -> Vec<&'a (DataFile, ObjectMeta)> {
+    let chosen: HashSet<&object_store::path::Path> = files
+        .iter()
+        .map(|file| &file.object_meta.location)
+        .collect();
+    listing
+        .iter()
+        .filter(|(file, meta)| {
+            snapshot.is_none_or(|snapshot| file.id <= snapshot) && !chosen.contains(&meta.location)
+        })
+        .collect()
 }
 
 /// A listed file with its partition values (`date`, `hour`), as the table reads it.
@@ -478,7 +594,9 @@ impl QueryEngine for DataFusionEngine {
         let files = self.select(&listing, &query.filter, Some(snapshot)).await?;
         let compiled = compile_page(query, Dialect::DataFusion);
         let mut events = self
-            .tolerant(files, |files| self.run(files, compiled.clone()))
+            .decided(&listing, Some(snapshot), files, |files| {
+                self.run(files, compiled.clone())
+            })
             .await?;
         let next_cursor = if events.len() > query.limit {
             events.truncate(query.limit);
@@ -504,8 +622,10 @@ impl QueryEngine for DataFusionEngine {
         };
         let files = self.select(&listing, &filter, None).await?;
         let compiled = compile_correlation(correlation_id, max_rows, Dialect::DataFusion);
-        self.tolerant(files, |files| self.run(files, compiled.clone()))
-            .await
+        self.decided(&listing, None, files, |files| {
+            self.run(files, compiled.clone())
+        })
+        .await
     }
 
     async fn export(&self, filter: &EventFilter, order: Order) -> Result<EventStream> {
@@ -516,6 +636,7 @@ impl QueryEngine for DataFusionEngine {
         let metas: Vec<&ObjectMeta> = files.iter().map(|file| &file.object_meta).collect();
         self.ids.check(&metas).await?;
         let files = self.readable(files);
+        let files = self.with_other_copies(&listing, None, files).await?;
         self.stream(files, compile_export(filter, order, Dialect::DataFusion))
             .await
     }
@@ -555,6 +676,7 @@ impl QueryEngine for DataFusionEngine {
             .filter(|(file, _)| query.filter.may_match(&file.partition))
             .map(archive_file)
             .collect();
+        let files = self.with_other_copies(&listing, None, files).await?;
         self.tolerant(files, |files| self.stats_over(files, query))
             .await
     }
@@ -674,8 +796,6 @@ impl DataFusionEngine {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashSet;
-
     use super::*;
     use crate::test_support::{HOUR, Predicate, START, fixture, ids, query, record, write};
 
@@ -700,6 +820,163 @@ mod tests {
         );
         let none = engine.correlation("corr-none", 100).await.expect("flow");
         assert!(none.is_empty());
+    }
+
+    /// A later copy of an event, claiming another hour, type, producer or flow (or a time
+    /// in the same hour), is never answered in the place of the copy ingested first: not
+    /// in a page, a flow, an export or a count, whichever files a query selects.
+    #[tokio::test]
+    async fn a_later_copy_claiming_another_hour_type_or_flow_never_stands_in_for_the_first() {
+        let fixture = fixture().await;
+        let time = |ms: i64| {
+            chrono::DateTime::from_timestamp_millis(ms)
+                .expect("time")
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        };
+        // Two originals in hour 0; one forgery claims hour 5, the other the same hour.
+        let far = fixture.records[3].clone();
+        let near = fixture.records[4].clone();
+        let forge = |original: &EventRecord, published_at_ms: i64, tag: &str| {
+            let mut forged = original.clone();
+            forged.payload = format!("{{\"forged\":\"{tag}\"}}");
+            forged.published_at_ms = published_at_ms;
+            forged.occurred_at_ms = Some(published_at_ms);
+            forged.ingested_at_ms = original.ingested_at_ms + 24 * HOUR;
+            forged.sqs_message_id = Some(format!("forged-{tag}"));
+            forged.correlation_id = Some(format!("corr-{tag}"));
+            forged.producer_system = Some(format!("attacker-{tag}"));
+            forged.event_type = Some("forged".to_owned());
+            forged.schema_valid = !original.schema_valid;
+            forged
+        };
+        let far_forged = forge(&far, START + 5 * HOUR + 1, "far");
+        let near_forged = forge(&near, near.published_at_ms + 60_000, "near");
+        write(&fixture.archive, &[far_forged.clone(), near_forged.clone()]).await;
+        let engine = DataFusionEngine::new(fixture.archive.clone()).expect("engine");
+        let forged_ids = [far.event_id.clone(), near.event_id.clone()];
+
+        let queries = [
+            format!(
+                "since={}&until={}",
+                time(START + 5 * HOUR),
+                time(START + 6 * HOUR)
+            ),
+            format!("since={}", time(near_forged.published_at_ms)),
+            format!(
+                "since={}&until={}",
+                time(near_forged.published_at_ms),
+                time(near_forged.published_at_ms + 1)
+            ),
+            "producer_system=attacker-far".to_owned(),
+            "producer_system=attacker-near".to_owned(),
+            "event_type=forged".to_owned(),
+            format!("event_id={}&producer_system=attacker-far", far.event_id),
+            format!("event_id={}&since={}", far.event_id, time(START + 5 * HOUR)),
+            format!("schema_valid={}", !far.schema_valid),
+        ];
+        for text in &queries {
+            let page = engine
+                .events(&query(&format!("{text}&limit=1000")))
+                .await
+                .expect("page");
+            for event in &page.events {
+                assert!(
+                    !event.payload.contains("forged"),
+                    "{text}: a later copy was answered: {event:?}"
+                );
+                assert!(!forged_ids.contains(&event.event_id), "{text}: {event:?}");
+            }
+            let filter = query(text).filter;
+            let exported: Vec<EventRecord> = engine
+                .export(&filter, Order::Asc)
+                .await
+                .expect("export")
+                .try_collect()
+                .await
+                .expect("rows");
+            assert_eq!(ids(&exported), ids(&page.events), "{text}: export = pages");
+        }
+        for flow in ["corr-far", "corr-near"] {
+            let events = engine.correlation(flow, 100).await.expect("flow");
+            assert!(events.is_empty(), "{flow}: {events:?}");
+        }
+        // The forged hour counts only its own events.
+        let stats = engine
+            .stats(&StatsQuery {
+                filter: query(&format!(
+                    "since={}&until={}",
+                    time(START + 5 * HOUR),
+                    time(START + 6 * HOUR)
+                ))
+                .filter,
+                interval: crate::model::Interval::Hour,
+                group_by: None,
+            })
+            .await
+            .expect("stats");
+        let in_hour = fixture
+            .records
+            .iter()
+            .filter(|r| (START + 5 * HOUR..START + 6 * HOUR).contains(&r.published_at_ms))
+            .count();
+        assert_eq!(
+            stats.iter().map(|bucket| bucket.events).sum::<u64>(),
+            in_hour as u64
+        );
+        // Looked up or listed where the first copy lies, the event is the first copy,
+        // flagged.
+        for original in [&far, &near] {
+            let page = engine
+                .events(&query(&format!("event_id={}", original.event_id)))
+                .await
+                .expect("lookup");
+            assert_eq!(page.events.len(), 1);
+            assert_eq!(page.events[0].payload, original.payload);
+            assert!(page.events[0].conflict);
+            let hour = engine
+                .events(&query(&format!(
+                    "since={}&until={}&limit=1000",
+                    time(START),
+                    time(START + HOUR)
+                )))
+                .await
+                .expect("hour");
+            let shown: Vec<&EventRecord> = hour
+                .events
+                .iter()
+                .filter(|event| event.event_id == original.event_id)
+                .collect();
+            assert_eq!(shown.len(), 1);
+            assert_eq!(shown[0].payload, original.payload);
+            assert!(shown[0].conflict, "{:?}", shown[0]);
+        }
+
+        // Many forged copies at the end of hour 5: a one-row page, newest first, meets a
+        // new one each round; past the round limit every sharing file is read at once.
+        let flood: Vec<EventRecord> = (5..20)
+            .map(|index| {
+                forge(
+                    &fixture.records[index],
+                    START + 5 * HOUR + 55 * 60_000 + index as i64 * 1_000,
+                    &format!("flood-{index}"),
+                )
+            })
+            .collect();
+        write(&fixture.archive, &flood).await;
+        let engine = DataFusionEngine::new(fixture.archive.clone()).expect("engine");
+        let page = engine
+            .events(&query(&format!(
+                "since={}&until={}&limit=1&order=desc",
+                time(START + 5 * HOUR),
+                time(START + 6 * HOUR)
+            )))
+            .await
+            .expect("page");
+        assert_eq!(
+            ids(&page.events),
+            vec![fixture.records[29].event_id.clone()]
+        );
+        assert!(!page.events[0].conflict);
     }
 
     #[tokio::test]

@@ -1,12 +1,19 @@
-//! Id lookups without a time range: the `event_id` and `correlation_id` bloom filters of
-//! every file, held in memory.
+//! Which files hold an id, for the whole archive, in memory: a 64-bit fingerprint of
+//! every `event_id` of every file, and the `correlation_id` bloom filters.
 //!
 //! Without a range, a lookup could match any hour of the year. Reading each file's footer
-//! and bloom filters per query would cost one or two requests per file; instead the
-//! filters are read once per file (files are immutable) and kept here, so a lookup tests
-//! every file in memory and DataFusion opens only the few files that may hold the id.
-//! Memory is about 1.2 bytes per event per column (1% false positives): ~120 MB for a year
-//! of 50M events. Files the listing no longer shows are dropped.
+//! and filters per query would cost one or two requests per file; instead each file is
+//! read once (files are immutable) and kept here, so a lookup tests every file in memory
+//! and DataFusion opens only the files that hold the id.
+//!
+//! The event ids are exact (up to 64-bit hash collisions), not a bloom filter, because
+//! the engine also asks which *other* files hold a copy of the events an answer is about:
+//! the copy ingested first wins wherever it lies, so a copy that claims another hour, type
+//! or flow cannot stand in for it (see `crate::sql`). A 1% false-positive rate per file
+//! would make that question name most of the archive. Memory: 8 bytes per archived row
+//! plus ~1.2 bytes per event for the correlation filters: ~460 MB for a year of 50M
+//! events; the first query reads the `event_id` column of every file once. Files the
+//! listing no longer shows are dropped.
 //!
 //! Reading a file's footer is also how the engine tells an **unreadable** file (truncated
 //! by a crash, or not Parquet at all) from a store that is unavailable: a file whose
@@ -19,10 +26,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use datafusion::arrow::array::AsArray;
 use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
+use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
 use parquet::bloom_filter::Sbbf;
@@ -53,25 +62,41 @@ impl IdColumn {
     }
 }
 
-/// The filters of one file: one per row group, `None` where the file has none.
+/// The 64-bit fingerprint of an id (stable within a process: fingerprints are never
+/// stored). A collision only makes a file look like a holder; the SQL compares the ids.
+fn fingerprint(id: &str) -> u64 {
+    use std::hash::Hasher;
+    let mut hasher = std::hash::DefaultHasher::new();
+    hasher.write(id.as_bytes());
+    hasher.finish()
+}
+
+/// What is known of one file's ids.
 #[derive(Debug, Default)]
 struct FileFilters {
-    event_id: Vec<Option<Sbbf>>,
+    /// The fingerprints of its event ids, sorted; `None` when it has no such column.
+    event_ids: Option<Vec<u64>>,
+    /// One bloom filter per row group, `None` where the row group has none.
     correlation_id: Vec<Option<Sbbf>>,
 }
 
 impl FileFilters {
     /// Whether the file may hold any of `values` in `column`.
     fn may_contain(&self, column: IdColumn, values: &[String]) -> bool {
-        let filters = match column {
-            IdColumn::EventId => &self.event_id,
-            IdColumn::CorrelationId => &self.correlation_id,
-        };
-        filters.is_empty()
-            || filters.iter().any(|filter| match filter {
-                None => true,
-                Some(filter) => values.iter().any(|value| filter.check(value.as_str())),
-            })
+        match column {
+            IdColumn::EventId => self.event_ids.as_ref().is_none_or(|prints| {
+                values
+                    .iter()
+                    .any(|value| prints.binary_search(&fingerprint(value)).is_ok())
+            }),
+            IdColumn::CorrelationId => {
+                self.correlation_id.is_empty()
+                    || self.correlation_id.iter().any(|filter| match filter {
+                        None => true,
+                        Some(filter) => values.iter().any(|value| filter.check(value.as_str())),
+                    })
+            }
+        }
     }
 }
 
@@ -142,6 +167,58 @@ impl IdIndex {
             .collect())
     }
 
+    /// Of `others`, the files holding an event id that one of `selected` holds too: where
+    /// other copies of the selected files' events lie. Reads the files not seen before.
+    pub async fn sharing<'a>(
+        &self,
+        selected: &[&ObjectMeta],
+        others: Vec<&'a ObjectMeta>,
+    ) -> Result<Vec<&'a ObjectMeta>> {
+        if others.is_empty() {
+            return Ok(others);
+        }
+        let mut all: Vec<&ObjectMeta> = selected.to_vec();
+        all.extend(others.iter().copied());
+        self.load(&all).await?;
+        let (chosen, rest) = {
+            let known = self.files.lock().await;
+            let get = |meta: &&ObjectMeta| known.get(&meta.location).cloned();
+            let chosen: Vec<Arc<FileFilters>> = selected.iter().filter_map(get).collect();
+            let rest: Vec<(&'a ObjectMeta, Option<Arc<FileFilters>>)> = others
+                .into_iter()
+                .filter(|meta| !self.is_unreadable(&meta.location))
+                .map(|meta| (meta, get(&meta)))
+                .collect();
+            (chosen, rest)
+        };
+        // A selected file without the column could share anything: every other file.
+        if chosen.iter().any(|filters| filters.event_ids.is_none()) {
+            return Ok(rest.into_iter().map(|(meta, _)| meta).collect());
+        }
+        let mut union: Vec<u64> = chosen
+            .iter()
+            .filter_map(|filters| filters.event_ids.as_ref())
+            .flatten()
+            .copied()
+            .collect();
+        union.sort_unstable();
+        union.dedup();
+        Ok(rest
+            .into_iter()
+            .filter(|(_, filters)| {
+                filters
+                    .as_ref()
+                    .and_then(|filters| filters.event_ids.as_ref())
+                    .is_none_or(|prints| {
+                        prints
+                            .iter()
+                            .any(|print| union.binary_search(print).is_ok())
+                    })
+            })
+            .map(|(meta, _)| meta)
+            .collect())
+    }
+
     /// Forgets the filters of files that are not in `listing` (the whole archive).
     pub async fn retain_listed<'a>(&self, listing: impl IntoIterator<Item = &'a ObjectMeta>) {
         let listed: std::collections::HashSet<&Path> =
@@ -195,9 +272,9 @@ impl IdIndex {
         // A store error (the store is down, the file vanished) says nothing about the
         // file; anything else means its bytes are not a readable Parquet file.
         let failed = |error: parquet::errors::ParquetError| match error {
-            ParquetError::External(inner) if inner.is::<object_store::Error>() => Verdict::Store(
-                Error::Engine(format!("bloom filters of {}: {inner}", meta.location)),
-            ),
+            ParquetError::External(inner) if inner.is::<object_store::Error>() => {
+                Verdict::Store(Error::Engine(format!("ids of {}: {inner}", meta.location)))
+            }
             other => Verdict::Unreadable(other.to_string()),
         };
         if meta.size == 0 {
@@ -217,21 +294,35 @@ impl IdIndex {
             (0..schema.num_columns()).find(|index| schema.column(*index).name() == column.name())
         };
         let mut filters = FileFilters::default();
-        for (column, target) in [
-            (IdColumn::EventId, &mut filters.event_id),
-            (IdColumn::CorrelationId, &mut filters.correlation_id),
-        ] {
-            let Some(index) = column_index(column) else {
-                continue;
-            };
+        if let Some(index) = column_index(IdColumn::CorrelationId) {
             for row_group in 0..metadata.num_row_groups() {
-                target.push(
+                filters.correlation_id.push(
                     builder
                         .get_row_group_column_bloom_filter(row_group, index)
                         .await
                         .map_err(failed)?,
                 );
             }
+        }
+        if let Some(index) = column_index(IdColumn::EventId) {
+            let mask = ProjectionMask::leaves(schema, [index]);
+            let rows = usize::try_from(metadata.file_metadata().num_rows()).unwrap_or(0);
+            let mut batches = builder
+                .with_projection(mask)
+                .with_batch_size(8192)
+                .build()
+                .map_err(failed)?;
+            let mut prints = Vec::with_capacity(rows);
+            while let Some(batch) = batches.next().await {
+                let batch = batch.map_err(failed)?;
+                let ids = batch.column(0).as_string_opt::<i32>().ok_or_else(|| {
+                    Verdict::Unreadable("event_id is not a string column".to_owned())
+                })?;
+                prints.extend(ids.iter().flatten().map(fingerprint));
+            }
+            prints.sort_unstable();
+            prints.shrink_to_fit();
+            filters.event_ids = Some(prints);
         }
         Ok(filters)
     }

@@ -6,7 +6,7 @@
 //!   validated here, once, with errors that name the field;
 //! * [`sql`]: SQL compilation with positional parameters (values never become SQL text);
 //! * [`engine`]: the [`engine::QueryEngine`] trait and its embedded DataFusion engine (a
-//!   `TableProvider` over pre-listed files, resident id bloom filters in [`id_index`]);
+//!   `TableProvider` over pre-listed files; which files hold an id, in [`id_index`]);
 //! * [`athena`]: the distributed engine, the same SQL over the Glue table;
 //! * [`view`]: how an archived record is shown (the API's event view).
 //!

@@ -203,6 +203,11 @@ fn fingerprint(filter: &EventFilter, order: Order) -> u64 {
 }
 
 impl EventFilter {
+    /// Whether the filter selects every event (no condition at all).
+    pub fn is_unconstrained(&self) -> bool {
+        self == &EventFilter::default()
+    }
+
     /// The first and last hour partitions that can hold matching rows (None: unbounded).
     pub fn partition_bounds(&self) -> (Option<Partition>, Option<Partition>) {
         let first = self

@@ -84,7 +84,10 @@ fn select_list(dialect: Dialect) -> String {
         .join(", ")
 }
 
-fn conditions(filter: &EventFilter, builder: &mut Builder) -> Vec<String> {
+/// The conditions on a row's own values (ids, types, producer, the exact time range,
+/// validity). They select which events an answer is about, and are checked again on the
+/// copy that wins (see [`first_copies`]).
+fn row_conditions(filter: &EventFilter, builder: &mut Builder) -> Vec<String> {
     let mut conditions = Vec::new();
     if !filter.event_ids.is_empty() {
         let values: Vec<String> = filter.event_ids.iter().map(|id| builder.text(id)).collect();
@@ -121,17 +124,6 @@ fn conditions(filter: &EventFilter, builder: &mut Builder) -> Vec<String> {
             builder.text(producer_system)
         ));
     }
-    // The partition predicates first: the day bounds of the range (Athena prunes
-    // partitions with them; the file selection already did for DataFusion).
-    let (first, last) = filter.partition_bounds();
-    if let Some(first) = first {
-        let day = first.date.format("%Y-%m-%d").to_string();
-        conditions.push(format!("\"date\" >= {}", builder.text(&day)));
-    }
-    if let Some(last) = last {
-        let day = last.date.format("%Y-%m-%d").to_string();
-        conditions.push(format!("\"date\" <= {}", builder.text(&day)));
-    }
     if let Some(since) = filter.since_ms {
         conditions.push(format!("published_at >= {}", builder.time(since)));
     }
@@ -147,20 +139,74 @@ fn conditions(filter: &EventFilter, builder: &mut Builder) -> Vec<String> {
     conditions
 }
 
-/// The query text: `filters` select rows, duplicates collapse by `event_id` (the earliest
-/// copy wins), then `outer` conditions, order and limit apply.
+/// The day bounds of the range, on the `date` partition column: Athena prunes partitions
+/// with them (the file selection already did for DataFusion).
+fn partition_conditions(filter: &EventFilter, builder: &mut Builder) -> Vec<String> {
+    let mut conditions = Vec::new();
+    let (first, last) = filter.partition_bounds();
+    if let Some(first) = first {
+        let day = first.date.format("%Y-%m-%d").to_string();
+        conditions.push(format!("\"date\" >= {}", builder.text(&day)));
+    }
+    if let Some(last) = last {
+        let day = last.date.format("%Y-%m-%d").to_string();
+        conditions.push(format!("\"date\" <= {}", builder.text(&day)));
+    }
+    conditions
+}
+
+/// The events `filter` selects, one row each: **the copy ingested first**, whatever the
+/// other copies claim. Rows matching the filter name the events; then every copy of those
+/// events competes (so a later copy that matches where the first does not, by another
+/// type, producer, correlation or a claimed time, cannot stand in for it); and the winner
+/// must match the filter itself, or the event is not in the answer.
+///
+/// The copies DataFusion compares are those of the files it was given: the engine adds
+/// the files holding other copies of the answer's events (see `crate::engine`). Athena
+/// compares the copies within the range's days (its partitions).
+fn first_copies(
+    dialect: Dialect,
+    source: &str,
+    filter: &EventFilter,
+    builder: &mut Builder,
+    conflicts: bool,
+) -> String {
+    if filter.is_unconstrained() {
+        return deduplicated(dialect, source, "", conflicts);
+    }
+    let mut scope = match dialect {
+        Dialect::Athena => partition_conditions(filter, builder),
+        Dialect::DataFusion => Vec::new(),
+    };
+    let mut matched = partition_conditions(filter, builder);
+    matched.extend(row_conditions(filter, builder));
+    scope.push(format!(
+        "event_id IN (SELECT event_id FROM {source}{})",
+        where_clause(&matched)
+    ));
+    let mut sql = deduplicated(dialect, source, &where_clause(&scope), conflicts);
+    for condition in row_conditions(filter, builder) {
+        sql.push_str(" AND ");
+        sql.push_str(&condition);
+    }
+    sql
+}
+
+/// The query text: the first copies of the events `filter` selects (see
+/// [`first_copies`]), then `outer` conditions, order and limit. `outer` is bound after the
+/// filter's parameters.
 fn assemble(
     dialect: Dialect,
-    filters: &[String],
-    outer: &[String],
+    filter: &EventFilter,
+    builder: &mut Builder,
+    outer: impl FnOnce(&mut Builder) -> Vec<String>,
     order_by: &str,
     limit: Option<usize>,
 ) -> String {
-    let where_clause = where_clause(filters);
-    let mut sql = deduplicated(dialect, EVENTS_TABLE, &where_clause, true);
-    for condition in outer {
+    let mut sql = first_copies(dialect, EVENTS_TABLE, filter, builder, true);
+    for condition in outer(builder) {
         sql.push_str(" AND ");
-        sql.push_str(condition);
+        sql.push_str(&condition);
     }
     sql.push_str(" ORDER BY ");
     sql.push_str(order_by);
@@ -226,24 +272,33 @@ pub fn compile_page(query: &EventQuery, dialect: Dialect) -> CompiledQuery {
     let mut builder = Builder {
         parameters: Vec::new(),
     };
-    let filters = conditions(&query.filter, &mut builder);
     let (direction, comparison) = match query.order {
         Order::Asc => ("ASC", ">"),
         Order::Desc => ("DESC", "<"),
     };
-    let mut outer = Vec::new();
-    if let Some(cursor) = &query.cursor {
+    let cursor = |builder: &mut Builder| {
+        let Some(cursor) = &query.cursor else {
+            return Vec::new();
+        };
         // Every occurrence is its own parameter: positional placeholders cannot repeat.
         let time = builder.time(cursor.after_published_at_ms);
         let same_time = builder.time(cursor.after_published_at_ms);
         let event_id = builder.text(&cursor.after_event_id);
-        outer.push(format!(
+        vec![format!(
             "(published_at {comparison} {time} OR (published_at = {same_time} AND event_id {comparison} {event_id}))"
-        ));
-    }
+        )]
+    };
     let order_by = format!("published_at {direction}, event_id {direction}");
+    let sql = assemble(
+        dialect,
+        &query.filter,
+        &mut builder,
+        cursor,
+        &order_by,
+        Some(query.limit + 1),
+    );
     CompiledQuery {
-        sql: assemble(dialect, &filters, &outer, &order_by, Some(query.limit + 1)),
+        sql,
         parameters: builder.parameters,
     }
 }
@@ -262,10 +317,17 @@ pub fn compile_correlation(
     let mut builder = Builder {
         parameters: Vec::new(),
     };
-    let filters = conditions(&filter, &mut builder);
     let order_by = "occurred_at ASC NULLS LAST, published_at ASC, event_id ASC";
+    let sql = assemble(
+        dialect,
+        &filter,
+        &mut builder,
+        |_| Vec::new(),
+        order_by,
+        Some(max_rows),
+    );
     CompiledQuery {
-        sql: assemble(dialect, &filters, &[], order_by, Some(max_rows)),
+        sql,
         parameters: builder.parameters,
     }
 }
@@ -275,14 +337,21 @@ pub fn compile_export(filter: &EventFilter, order: Order, dialect: Dialect) -> C
     let mut builder = Builder {
         parameters: Vec::new(),
     };
-    let filters = conditions(filter, &mut builder);
     let direction = match order {
         Order::Asc => "ASC",
         Order::Desc => "DESC",
     };
     let order_by = format!("published_at {direction}, event_id {direction}");
+    let sql = assemble(
+        dialect,
+        filter,
+        &mut builder,
+        |_| Vec::new(),
+        &order_by,
+        None,
+    );
     CompiledQuery {
-        sql: assemble(dialect, &filters, &[], &order_by, None),
+        sql,
         parameters: builder.parameters,
     }
 }
@@ -294,8 +363,6 @@ pub fn compile_stats(query: &StatsQuery) -> CompiledQuery {
     let mut builder = Builder {
         parameters: Vec::new(),
     };
-    let filters = conditions(&query.filter, &mut builder);
-    let where_clause = where_clause(&filters);
     let unit = match query.interval {
         Interval::Hour => "hour",
         Interval::Day => "day",
@@ -308,7 +375,13 @@ pub fn compile_stats(query: &StatsQuery) -> CompiledQuery {
     };
     let sql = format!(
         "SELECT date_trunc('{unit}', published_at) AS bucket, {key} AS key, count(*) AS events FROM ({}) AS distinct_events GROUP BY 1, 2 ORDER BY 1, 2",
-        deduplicated(Dialect::DataFusion, EVENTS_TABLE, &where_clause, false)
+        first_copies(
+            Dialect::DataFusion,
+            EVENTS_TABLE,
+            &query.filter,
+            &mut builder,
+            false
+        )
     );
     CompiledQuery {
         sql,

@@ -180,9 +180,17 @@ async fn the_athena_engine_binds_values_as_execution_parameters_and_maps_results
     assert_eq!(
         execution.execution_parameters.unwrap_or_default(),
         vec![
+            // The days whose copies compete (Athena's partitions) ...
+            "'2026-11-20'",
+            "'2026-11-20'",
+            // ... the events the filter names ...
+            "'2026-11-20'",
+            "'2026-11-20'",
             "'corr-athena'",
-            "'2026-11-20'",
-            "'2026-11-20'",
+            "TIMESTAMP '2026-11-20 00:00:00.000'",
+            "TIMESTAMP '2026-11-21 00:00:00.000'",
+            // ... and the filter again, on the copy that won.
+            "'corr-athena'",
             "TIMESTAMP '2026-11-20 00:00:00.000'",
             "TIMESTAMP '2026-11-21 00:00:00.000'",
         ]
