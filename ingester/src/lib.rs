@@ -12,6 +12,7 @@ pub mod error;
 pub mod metrics;
 pub mod pipeline;
 pub mod queue;
+pub mod queue_contract;
 pub mod server;
 pub mod sources;
 pub mod visibility;

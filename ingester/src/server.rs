@@ -169,40 +169,72 @@ fn body_shape(headers: &HeaderMap) -> Result<BodyShape, ApiError> {
     }
 }
 
-/// Reads at most `limit` bytes of `body` within `within`; more is refused without reading
-/// further, and a body still arriving after `within` is answered 408.
+/// After a body went over its limit, at most this much more is read and dropped (never
+/// kept), so that the client finishes sending and reads the 413: a server that closes
+/// with unread bytes resets the connection, and the client sees no answer at all.
+const DRAIN_BYTES: usize = 64 * 1024 * 1024;
+
+/// Reads at most `limit` bytes of `body` within `within`. A larger body is refused (413)
+/// and not kept: its rest is drained, up to [`DRAIN_BYTES`] and within the same time.
+/// A body still arriving after `within` is answered 408.
 async fn read_body(body: Body, limit: usize, within: Duration) -> Result<Bytes, ApiError> {
-    let read = tokio::time::timeout(within, axum::body::to_bytes(body, limit))
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "request_timeout",
-                format!(
-                    "the body did not arrive within {} s: send it at once, or split it",
-                    within.as_secs()
-                ),
-            )
-            .with_details(json!({"timeout_seconds": within.as_secs()}))
-        })?;
-    read.map_err(|error| {
-        let too_large = std::error::Error::source(&error)
-            .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
-        if too_large {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("the body is over {limit} bytes: split it into several requests"),
-            )
-            .with_details(json!({"limit_bytes": limit}))
-        } else {
+    use http_body_util::BodyExt;
+    let deadline = tokio::time::Instant::now() + within;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is over {limit} bytes: split it into several requests"),
+        )
+        .with_details(json!({"limit_bytes": limit}))
+    };
+    let mut body = body;
+    let mut kept = bytes::BytesMut::new();
+    let mut over = 0usize;
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) if over > 0 => return Err(too_large()),
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    format!(
+                        "the body did not arrive within {} s: send it at once, or split it",
+                        within.as_secs()
+                    ),
+                )
+                .with_details(json!({"timeout_seconds": within.as_secs()})));
+            }
+            Ok(None) => break,
+            Ok(Some(frame)) => frame,
+        };
+        let frame = frame.map_err(|error| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "bad_body",
                 format!("the body could not be read: {error}"),
             )
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if over == 0 && kept.len() + data.len() <= limit {
+            kept.extend_from_slice(&data);
+        } else {
+            if over == 0 {
+                // Nothing of a refused body is kept.
+                kept = bytes::BytesMut::new();
+            }
+            over = over.saturating_add(data.len());
+            if over > DRAIN_BYTES {
+                break;
+            }
         }
-    })
+    }
+    if over > 0 {
+        return Err(too_large());
+    }
+    Ok(kept.freeze())
 }
 
 /// `POST /v1/ingest`: one message (`application/json`) or NDJSON. Each message is an SNS
@@ -792,5 +824,49 @@ mod tests {
         .await
         .expect("a body sent at once");
         assert_eq!(body.as_ref(), b"{}\n");
+    }
+
+    /// A body over the limit is answered 413 once the client has sent it (drained, never
+    /// kept), so the client reads the answer instead of a reset connection; past the drain
+    /// bound or the time limit it is cut, still with 413.
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_drained_then_answered_413() {
+        use futures::StreamExt as _;
+        use std::sync::atomic::AtomicUsize;
+        let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+        let counted = |chunks: usize, read: Arc<AtomicUsize>| {
+            let chunk = chunk.clone();
+            Body::from_stream(futures::stream::iter(0..chunks).map(move |_| {
+                read.fetch_add(1, Ordering::Relaxed);
+                Ok::<_, std::io::Error>(chunk.clone())
+            }))
+        };
+        let limit = 1024 * 1024;
+        for (chunks, all_read) in [(40, true), (DRAIN_BYTES / chunk.len() + 200, false)] {
+            let read = Arc::new(AtomicUsize::new(0));
+            let error = read_body(
+                counted(chunks, read.clone()),
+                limit,
+                Duration::from_secs(30),
+            )
+            .await
+            .expect_err("over the limit");
+            assert_eq!(error.status, StatusCode::PAYLOAD_TOO_LARGE);
+            assert_eq!(error.code, "payload_too_large");
+            let read = read.load(Ordering::Relaxed);
+            assert_eq!(read == chunks, all_read, "{read} of {chunks} chunks read");
+            assert!(read * chunk.len() <= limit + DRAIN_BYTES + 2 * chunk.len());
+        }
+        // Over the limit, then trickling: 413 at the time limit, not 408.
+        let over =
+            futures::stream::iter(0..20).map(move |_| Ok::<_, std::io::Error>(chunk.clone()));
+        let error = read_body(
+            Body::from_stream(over.chain(futures::stream::pending())),
+            limit,
+            Duration::from_millis(300),
+        )
+        .await
+        .expect_err("over the limit");
+        assert_eq!(error.status, StatusCode::PAYLOAD_TOO_LARGE);
     }
 }

@@ -741,8 +741,20 @@ async fn a_silent_connection_times_out_and_the_ingester_drains_again_without_a_r
         .expect("proxy port");
     let proxied = format!("http://127.0.0.1:{}", port.trim());
 
-    // Only SQS goes through the proxy; S3 stays direct.
-    let mut command = ingester_command(&moto, &queue_url, &bucket, &["--max-batch-age-secs", "1"]);
+    // Only SQS goes through the proxy; S3 stays direct. A receive answered just as the
+    // network goes silent leaves its messages hidden without the ingester holding them:
+    // they come back after the visibility timeout, so it is short here.
+    let mut command = ingester_command(
+        &moto,
+        &queue_url,
+        &bucket,
+        &[
+            "--max-batch-age-secs",
+            "1",
+            "--visibility-timeout-secs",
+            "30",
+        ],
+    );
     command.env("AWS_ENDPOINT_URL_SQS", &proxied);
     let mut ingester = Running::spawn(command);
     let address = ingester.address().await;
@@ -814,4 +826,26 @@ async fn a_silent_connection_times_out_and_the_ingester_drains_again_without_a_r
         ingester.child.try_wait().expect("try_wait").is_none(),
         "no restart needed"
     );
+}
+
+/// `SqsQueue` on a real SQS endpoint keeps the contract the in-memory queue of the delivery
+/// tests keeps (`islets_ingester::queue_contract`): what those tests prove holds for SQS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sqs_queue_keeps_the_queue_contract() {
+    let moto = moto();
+    let (queue_url, _) = moto.create_queue_with_dlq(30).await;
+    let sqs = moto.sqs();
+    let queue = islets_ingester::queue::SqsQueue::new(sqs.clone(), queue_url.clone());
+    islets_ingester::queue_contract::check(&queue, |body, attributes| {
+        let request = sqs.send_message().queue_url(&queue_url).message_body(body);
+        let request = attributes
+            .into_iter()
+            .fold(request, |request, (name, value)| {
+                request.message_attributes(name, sqs_attribute(&value.data_type, &value.value))
+            });
+        async move {
+            request.send().await.expect("send");
+        }
+    })
+    .await;
 }
