@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use islets_replay::drill::{DrillArgs, drill};
-use islets_replay::{ReplayArgs, print_history, replay};
+use islets_replay::{ReplayArgs, ReplayConfig, print_history, replay};
 
 mod common;
 
@@ -65,7 +65,12 @@ fn main() -> ExitCode {
         let result = match (cli.command, cli.replay) {
             (Some(Command::History { store }), _) => print_history(&store).await.map(|()| 0),
             (Some(Command::Drill(args)), _) => drill(*args, shutdown).await,
-            (None, args) => replay(args, shutdown).await,
+            (None, args) => match ReplayConfig::from_args(&args, chrono::Utc::now()) {
+                Ok(config) => replay(config, shutdown)
+                    .await
+                    .map(|outcome| outcome.exit_code()),
+                Err(error) => Err(error),
+            },
         };
         match result {
             Ok(code) => ExitCode::from(code),

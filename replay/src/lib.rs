@@ -9,6 +9,7 @@
 pub mod drill;
 pub mod error;
 pub mod ledger;
+pub mod memory;
 pub mod message;
 pub mod plan;
 pub mod run;
@@ -31,7 +32,8 @@ pub use error::{ReplayError, Result};
 use crate::ledger::LedgerEntry;
 use crate::message::Markers;
 use crate::plan::{Plan, make_plan};
-use crate::run::{Checkpoint, SendOptions, SendOrder, send_all};
+use crate::run::{Checkpoint, CheckpointOptions, SendOptions, SendOrder, send_all};
+use crate::selection::Selection;
 use crate::selection::SelectionArgs;
 use crate::target::{FileSender, Sender, SnsSender, SqsSender, TargetSpec};
 
@@ -189,40 +191,158 @@ impl ReplayArgs {
     }
 }
 
-/// Runs `islets-replay`; returns the exit code.
-pub async fn replay(args: ReplayArgs, cancel: CancellationToken) -> Result<u8> {
-    let now = chrono::Utc::now();
-    let Some(store) = args.store.clone() else {
-        return Err(usage(
-            "--store URI: the archive to replay from (s3://bucket/prefix or a directory)",
-        ));
-    };
-    let rate = args.rate.as_deref().map(parse_rate).transpose()?;
-    if args.concurrency == 0 || args.concurrency > 64 {
-        return Err(usage("--concurrency: from 1 to 64"));
-    }
-    if args.resume && args.checkpoint.is_none() {
-        return Err(usage(
-            "--resume needs --checkpoint FILE (the one the interrupted replay wrote)",
-        ));
-    }
-    let flagged_target = args.target_flags()?;
-    let loaded_plan = args.plan.as_deref().map(Plan::load).transpose()?;
-    let (selection, target) = match &loaded_plan {
-        Some(plan) => {
-            if !args.selection.is_empty() {
-                return Err(usage(
-                    "--plan carries its own selection: drop --since, --until, --event-type and the other selection flags",
-                ));
-            }
-            // A target flag is compared with the plan's once both are resolved (a topic
-            // given by name is the ARN the plan holds).
-            let target = flagged_target.clone().or_else(|| plan.target.clone());
-            (plan.selection.clone(), target)
+/// A replay as the flags ask for it, validated before the archive is opened: every
+/// mistake in the flags is found here, with a message that names the flag.
+#[derive(Debug)]
+pub struct ReplayConfig {
+    /// The archive, as given (for messages and the ledger).
+    pub store: String,
+    /// The archive, parsed; a local one exists.
+    pub location: StoreLocation,
+    /// What to send: from the flags, or the plan's.
+    pub selection: Selection,
+    /// Where to send it, unresolved (names, not yet ARNs); `None`: a dry run.
+    pub target: Option<TargetSpec>,
+    /// `--plan`: the plan to execute exactly.
+    pub plan: Option<Plan>,
+    /// `--plan-out`.
+    pub plan_out: Option<PathBuf>,
+    /// `--dry-run`.
+    pub dry_run: bool,
+    /// `--reason`, if it says something (required to send).
+    pub reason: Option<String>,
+    /// `--operator`.
+    pub operator: String,
+    /// `--yes`.
+    pub yes: bool,
+    /// How to send.
+    pub send: SendOptions,
+    /// `--checkpoint` and `--resume`.
+    pub checkpoint: Option<CheckpointOptions>,
+    /// `--report`.
+    pub report: Option<PathBuf>,
+    /// The event catalog (`--to-original` sends to its topics).
+    pub catalog_dir: PathBuf,
+}
+
+impl ReplayConfig {
+    /// Validates `args`; relative times are taken from `now`.
+    pub fn from_args(args: &ReplayArgs, now: chrono::DateTime<chrono::Utc>) -> Result<Self> {
+        let Some(store) = args.store.clone() else {
+            return Err(usage(
+                "--store URI: the archive to replay from (s3://bucket/prefix or a directory)",
+            ));
+        };
+        let rate = args.rate.as_deref().map(parse_rate).transpose()?;
+        if args.concurrency == 0 || args.concurrency > 64 {
+            return Err(usage("--concurrency: from 1 to 64"));
         }
-        None => (args.selection.resolve(now)?, flagged_target),
-    };
-    let location = parse_store(&store)?;
+        if args.resume && args.checkpoint.is_none() {
+            return Err(usage(
+                "--resume needs --checkpoint FILE (the one the interrupted replay wrote)",
+            ));
+        }
+        let flagged_target = args.target_flags()?;
+        let plan = args.plan.as_deref().map(Plan::load).transpose()?;
+        let (selection, target) = match &plan {
+            Some(plan) => {
+                if !args.selection.is_empty() {
+                    return Err(usage(
+                        "--plan carries its own selection: drop --since, --until, --event-type and the other selection flags",
+                    ));
+                }
+                // A target flag is compared with the plan's once both are resolved (a
+                // topic given by name is the ARN the plan holds).
+                let target = flagged_target.clone().or_else(|| plan.target.clone());
+                (plan.selection.clone(), target)
+            }
+            None => (args.selection.resolve(now)?, flagged_target),
+        };
+        let location = parse_store(&store)?;
+        Ok(ReplayConfig {
+            store,
+            location,
+            selection,
+            target,
+            plan,
+            plan_out: args.plan_out.clone(),
+            dry_run: args.dry_run,
+            reason: args
+                .reason
+                .clone()
+                .filter(|reason| !reason.trim().is_empty()),
+            operator: args
+                .operator
+                .clone()
+                .unwrap_or_else(|| "unknown".to_owned()),
+            yes: args.yes,
+            send: SendOptions {
+                concurrency: args.concurrency,
+                rate,
+                order: args.order,
+                progress_bar: std::io::stderr().is_terminal(),
+            },
+            checkpoint: args.checkpoint.clone().map(|path| CheckpointOptions {
+                path,
+                resume: args.resume,
+            }),
+            report: args.report.clone(),
+            catalog_dir: args.selection.catalog_dir(),
+        })
+    }
+}
+
+/// How a replay ended.
+#[derive(Debug)]
+pub enum ReplayOutcome {
+    /// No target, or `--dry-run`: the plan was printed, nothing sent.
+    DryRun,
+    /// The replay ran; its ledger entry says how it ended.
+    Finished(Box<LedgerEntry>),
+}
+
+impl ReplayOutcome {
+    /// The exit status: 0 done, 1 failures while sending (or the target refused), 130
+    /// interrupted.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ReplayOutcome::DryRun => 0,
+            ReplayOutcome::Finished(entry) => match entry.status.as_str() {
+                "completed" => 0,
+                "interrupted"
+                    if entry
+                        .outcome
+                        .as_ref()
+                        .is_none_or(|outcome| outcome.refused.is_none()) =>
+                {
+                    130
+                }
+                _ => 1,
+            },
+        }
+    }
+}
+
+/// Runs the replay `config` describes: open the archive, resolve the target, plan, and
+/// (unless a dry run) confirm, record, send, record.
+pub async fn replay(config: ReplayConfig, cancel: CancellationToken) -> Result<ReplayOutcome> {
+    let ReplayConfig {
+        store,
+        location,
+        selection,
+        target,
+        plan: loaded_plan,
+        plan_out,
+        dry_run,
+        reason,
+        operator,
+        yes,
+        send: options,
+        checkpoint,
+        report,
+        catalog_dir,
+    } = config;
+    let rate = options.rate;
     let needs_aws = location.is_s3()
         || matches!(
             target,
@@ -247,7 +367,7 @@ pub async fn replay(args: ReplayArgs, cancel: CancellationToken) -> Result<u8> {
     let sqs = aws.as_ref().map(aws_sdk_sqs::Client::new);
     let target = match (target, &sns, &sqs) {
         (Some(TargetSpec::Original { .. }), Some(sns), _) => {
-            let events_dir = &args.selection.catalog_dir();
+            let events_dir = &catalog_dir;
             let catalog = islets_core::catalog::Catalog::load_dir(events_dir).map_err(|error| {
                 usage(format!(
                     "--to-original sends to the catalog's topics: cannot read the catalog in {} ({error}); pass --events-dir",
@@ -313,33 +433,30 @@ pub async fn replay(args: ReplayArgs, cancel: CancellationToken) -> Result<u8> {
         target::check_topics(sns, plan.by_target.keys()).await?;
     }
     print!("{}", plan.describe());
-    if let Some(path) = &args.plan_out {
+    if let Some(path) = &plan_out {
         plan.save(path)?;
         println!("plan written to {}", path.display());
     }
-    let Some(target) = target.filter(|_| !args.dry_run) else {
+    let Some(target) = target.filter(|_| !dry_run) else {
         println!("dry run: nothing sent");
-        return Ok(0);
+        return Ok(ReplayOutcome::DryRun);
     };
-    let Some(reason) = args
-        .reason
-        .clone()
-        .filter(|reason| !reason.trim().is_empty())
-    else {
+    let Some(reason) = reason else {
         return Err(usage(
             "--reason: say why this replay runs (recorded in the ledger and in each message)",
         ));
     };
-    if target.is_broadcast() && !args.yes {
+    if target.is_broadcast() && !yes {
         confirm(&plan, &target)?;
     }
 
-    let (checkpoint, replay_id, done) = match &args.checkpoint {
-        Some(path) if args.resume => {
+    let resumed = checkpoint.as_ref().is_some_and(|options| options.resume);
+    let (checkpoint, replay_id, done) = match &checkpoint {
+        Some(CheckpointOptions { path, resume: true }) => {
             let (checkpoint, replay_id, done) = Checkpoint::resume(path, &plan.binding())?;
             (Some(checkpoint), replay_id, done)
         }
-        Some(path) => {
+        Some(CheckpointOptions { path, .. }) => {
             let replay_id = ulid::Ulid::new().to_string();
             let checkpoint = Checkpoint::create(path, &replay_id, &plan.binding())?;
             (Some(checkpoint), replay_id, HashSet::new())
@@ -350,10 +467,7 @@ pub async fn replay(args: ReplayArgs, cancel: CancellationToken) -> Result<u8> {
         replay_id: replay_id.clone(),
         run_id: ulid::Ulid::new().to_string(),
         status: "running".to_owned(),
-        operator: args
-            .operator
-            .clone()
-            .unwrap_or_else(|| "unknown".to_owned()),
+        operator,
         reason: reason.clone(),
         started_at: islets_query::view::rfc3339_ms(chrono::Utc::now().timestamp_millis()),
         finished_at: None,
@@ -363,7 +477,7 @@ pub async fn replay(args: ReplayArgs, cancel: CancellationToken) -> Result<u8> {
         id_set_sha256: plan.id_set_sha256.clone(),
         events_selected: plan.events,
         outcome: None,
-        resumed: args.resume,
+        resumed,
         version: env!("CARGO_PKG_VERSION").to_owned(),
     };
     entry.save(&archive).await?;
@@ -388,12 +502,6 @@ pub async fn replay(args: ReplayArgs, cancel: CancellationToken) -> Result<u8> {
     let markers = Markers {
         replay_id: replay_id.clone(),
         reason,
-    };
-    let options = SendOptions {
-        concurrency: args.concurrency,
-        rate,
-        order: args.order,
-        progress_bar: std::io::stderr().is_terminal(),
     };
     tracing::info!(%replay_id, events = plan.events, %target, "replay started");
     let events = selection.events(&engine).await?;
@@ -436,17 +544,13 @@ pub async fn replay(args: ReplayArgs, cancel: CancellationToken) -> Result<u8> {
     entry.outcome = Some(outcome.clone());
     entry.save(&archive).await?;
     println!("{}", summary(&entry));
-    if let Some(path) = &args.report {
+    if let Some(path) = &report {
         let text = serde_json::to_string_pretty(&entry)
             .map_err(|error| usage(format!("cannot encode the report: {error}")))?;
         std::fs::write(path, text + "\n")
             .map_err(ReplayError::io(format!("--report {}", path.display())))?;
     }
-    Ok(match entry.status.as_str() {
-        "completed" => 0,
-        "interrupted" if outcome.refused.is_none() => 130,
-        _ => 1,
-    })
+    Ok(ReplayOutcome::Finished(Box::new(entry)))
 }
 
 /// Asks on the terminal before publishing to topics; refuses without a terminal.
@@ -549,4 +653,142 @@ pub async fn print_history(store: &str) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ReplayArgs,
+    }
+
+    fn config(flags: &[&str]) -> Result<ReplayConfig> {
+        let cli =
+            Cli::try_parse_from(std::iter::once("islets-replay").chain(flags.iter().copied()))
+                .expect("flags parse");
+        ReplayConfig::from_args(&cli.args, chrono::Utc::now())
+    }
+
+    #[test]
+    fn flags_become_a_validated_config() {
+        let store = tempfile::tempdir().expect("tempdir");
+        let store = store.path().to_str().expect("utf-8");
+        let config = config(&[
+            "--store",
+            store,
+            "--since",
+            "2h",
+            "--to-queue",
+            "consumer",
+            "--as-envelope",
+            "--rate",
+            "200/s",
+            "--checkpoint",
+            "c.ckpt",
+            "--resume",
+            "--reason",
+            "INC-1",
+            "--order",
+            "per-correlation",
+        ])
+        .expect("valid");
+        assert_eq!(config.store, store);
+        assert_eq!(
+            config.target,
+            Some(TargetSpec::Queue {
+                url: "consumer".to_owned(),
+                envelope: true
+            })
+        );
+        assert_eq!(config.send.rate, Some(200.0));
+        assert_eq!(config.send.order, SendOrder::PerCorrelation);
+        assert!(config.checkpoint.as_ref().is_some_and(|c| c.resume));
+        assert_eq!(config.reason.as_deref(), Some("INC-1"));
+        // A blank reason is no reason.
+        let blank = config_with_store(store, &["--reason", "  "]);
+        assert_eq!(blank.reason, None);
+    }
+
+    fn config_with_store(store: &str, flags: &[&str]) -> ReplayConfig {
+        let mut all = vec!["--store", store, "--since", "1h"];
+        all.extend_from_slice(flags);
+        config(&all).expect("valid")
+    }
+
+    #[test]
+    fn bad_flags_are_refused_before_anything_is_opened_and_name_the_flag() {
+        let store = tempfile::tempdir().expect("tempdir");
+        let store = store.path().to_str().expect("utf-8");
+        let cases: &[(&[&str], &str)] = &[
+            (&["--since", "1h"], "--store URI"),
+            (&["--store", store], "select what to replay"),
+            (
+                &["--store", "/no/such/archive", "--since", "1h"],
+                "--store /no/such/archive: no such directory",
+            ),
+            (&["--store", store, "--rate", "0"], "--rate 0"),
+            (&["--store", store, "--rate", "fast"], "--rate fast"),
+            (&["--store", store, "--concurrency", "0"], "--concurrency"),
+            (&["--store", store, "--concurrency", "65"], "--concurrency"),
+            (
+                &["--store", store, "--resume"],
+                "--resume needs --checkpoint",
+            ),
+            (
+                &["--store", store, "--to-file", "a", "--to-queue", "q"],
+                "give one target",
+            ),
+            (&["--store", store, "--as-envelope"], "--as-envelope"),
+            (
+                &["--store", store, "--plan", "/no/such/plan.json"],
+                "/no/such/plan.json",
+            ),
+        ];
+        for (flags, expected) in cases {
+            match config(flags) {
+                Err(error) => assert!(error.to_string().contains(expected), "{flags:?}: {error}"),
+                Ok(config) => panic!("{flags:?} was accepted: {config:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_exit_status_follows_how_the_replay_ended() {
+        assert_eq!(ReplayOutcome::DryRun.exit_code(), 0);
+        let ended = |status: &str, refused: Option<&str>| {
+            let store = tempfile::tempdir().expect("tempdir");
+            let mut config = config_with_store(store.path().to_str().expect("utf-8"), &[]);
+            let entry = LedgerEntry {
+                replay_id: "r".into(),
+                run_id: "r".into(),
+                status: status.into(),
+                operator: "me".into(),
+                reason: "test".into(),
+                started_at: "2026-12-02T00:00:00.000Z".into(),
+                finished_at: None,
+                store: config.store.clone(),
+                selection: std::mem::take(&mut config.selection),
+                target: TargetSpec::File { path: "out".into() },
+                id_set_sha256: String::new(),
+                events_selected: 0,
+                outcome: Some(run::Outcome {
+                    refused: refused.map(str::to_owned),
+                    ..Default::default()
+                }),
+                resumed: false,
+                version: "0".into(),
+            };
+            ReplayOutcome::Finished(Box::new(entry)).exit_code()
+        };
+        assert_eq!(ended("completed", None), 0);
+        assert_eq!(ended("completed_with_failures", None), 1);
+        assert_eq!(ended("failed", Some("AuthorizationError")), 1);
+        assert_eq!(ended("interrupted", None), 130);
+        assert_eq!(ended("interrupted", Some("AuthorizationError")), 1);
+    }
 }

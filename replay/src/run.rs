@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
+use islets_core::retry::RetryPolicy;
 use islets_query::engine::EventStream;
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -24,8 +24,13 @@ use crate::target::{Retry, Sender, TargetSpec};
 
 /// Messages per SNS PublishBatch / SQS SendMessageBatch call.
 pub const BATCH_SIZE: usize = 10;
-/// Attempts per batch before its remaining messages count as failed.
-const MAX_ATTEMPTS: u32 = 8;
+/// How a batch's failed messages are sent again: 8 attempts in all, full jitter between
+/// 200 ms and 12.8 s (the workspace's one retry policy); then they count as failed.
+const SEND_RETRY: RetryPolicy = RetryPolicy::new(
+    Duration::from_millis(200),
+    Duration::from_millis(12_800),
+    Some(8),
+);
 /// Failed ids kept in the summary and the report.
 const FAILED_IDS_KEPT: usize = 1_000;
 
@@ -276,7 +281,7 @@ impl Shared {
             if retry.is_empty() {
                 return;
             }
-            if attempt >= MAX_ATTEMPTS || self.stop.is_cancelled() {
+            if !SEND_RETRY.may_retry(attempt) || self.stop.is_cancelled() {
                 let left: Vec<&OutMessage> = retry.iter().collect();
                 self.fail(
                     &left,
@@ -285,8 +290,6 @@ impl Shared {
                 .await;
                 return;
             }
-            let backoff = Duration::from_millis(200 * (1 << (attempt - 1).min(6)));
-            let jitter = rand::rng().random_range(0.5..1.0);
             tracing::warn!(
                 destination,
                 attempt,
@@ -294,7 +297,7 @@ impl Shared {
                 %reason,
                 "send failed; retrying"
             );
-            tokio::time::sleep(backoff.mul_f64(jitter)).await;
+            tokio::time::sleep(SEND_RETRY.delay(attempt)).await;
             pending = retry;
         }
     }
@@ -475,4 +478,231 @@ pub async fn send_all(
 pub struct CheckpointOptions {
     pub path: PathBuf,
     pub resume: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+    use islets_core::record::EventRecord;
+    use islets_query::test_support::{START, record};
+
+    use super::*;
+    use crate::memory::InMemorySender;
+    use crate::target::TargetSpec;
+
+    const QUEUE: &str = "https://sqs.us-east-1.amazonaws.com/123456789012/consumer";
+
+    fn records(count: usize) -> Vec<EventRecord> {
+        (0..count)
+            .map(|index| record(index, START + index as i64 * 1_000))
+            .collect()
+    }
+
+    fn options(order: SendOrder, rate: Option<f64>) -> SendOptions {
+        SendOptions {
+            concurrency: 4,
+            rate,
+            order,
+            progress_bar: false,
+        }
+    }
+
+    async fn replay(
+        sender: &Arc<InMemorySender>,
+        records: &[EventRecord],
+        options: &SendOptions,
+        checkpoint: Option<Checkpoint>,
+        done: &HashSet<String>,
+    ) -> Outcome {
+        let owned = records.to_vec();
+        let stream: EventStream = futures::stream::iter(owned.into_iter().map(Ok)).boxed();
+        let target = TargetSpec::Queue {
+            url: QUEUE.to_owned(),
+            envelope: false,
+        };
+        let markers = Markers {
+            replay_id: "01TESTREPLAY".to_owned(),
+            reason: "unit test".to_owned(),
+        };
+        send_all(
+            stream,
+            records.len() as u64,
+            &target,
+            sender.clone(),
+            &markers,
+            options,
+            checkpoint,
+            done,
+            CancellationToken::new(),
+        )
+        .await
+        .expect("send_all")
+    }
+
+    /// A replay without a checkpoint.
+    async fn fresh(
+        sender: &Arc<InMemorySender>,
+        records: &[EventRecord],
+        order: SendOrder,
+        rate: Option<f64>,
+    ) -> Outcome {
+        replay(
+            sender,
+            records,
+            &options(order, rate),
+            None,
+            &HashSet::new(),
+        )
+        .await
+    }
+
+    fn delivered(sender: &InMemorySender) -> Vec<String> {
+        sender
+            .delivered()
+            .into_iter()
+            .map(|(destination, message)| {
+                assert_eq!(destination, QUEUE);
+                message.event_id
+            })
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttled_calls_and_messages_are_retried_and_every_event_arrives_once() {
+        let sender = Arc::new(InMemorySender::default());
+        let records = records(57);
+        sender.fail_calls(3, Retry::Yes, "Throttling: slow down");
+        sender.refuse(&records[7].event_id, Retry::Yes, 4, "InternalError");
+        let outcome = fresh(&sender, &records, SendOrder::Time, None).await;
+        assert_eq!((outcome.sent, outcome.failed), (57, 0), "{outcome:?}");
+        let mut got = delivered(&sender);
+        got.sort();
+        let mut expected: Vec<String> = records.iter().map(|r| r.event_id.clone()).collect();
+        expected.sort();
+        assert_eq!(got, expected, "each event exactly once");
+        assert!(sender.calls() > 6, "the failed calls were made again");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_message_fails_alone_and_one_retried_past_the_policy_counts_as_failed() {
+        let sender = Arc::new(InMemorySender::default());
+        let records = records(30);
+        sender.refuse(
+            &records[3].event_id,
+            Retry::No,
+            u32::MAX,
+            "InvalidParameterValue: too big",
+        );
+        sender.refuse(&records[11].event_id, Retry::Yes, u32::MAX, "InternalError");
+        let outcome = fresh(&sender, &records, SendOrder::None, None).await;
+        assert_eq!((outcome.sent, outcome.failed), (28, 2), "{outcome:?}");
+        assert!(outcome.failed_ids[&records[3].event_id].contains("too big"));
+        assert!(
+            outcome.failed_ids[&records[11].event_id].contains("gave up after 8 attempts"),
+            "{:?}",
+            outcome.failed_ids
+        );
+        assert!(!outcome.interrupted && outcome.refused.is_none());
+        assert_eq!(delivered(&sender).len(), 28);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_target_that_refuses_the_call_stops_the_replay() {
+        let sender = Arc::new(InMemorySender::default());
+        let records = records(200);
+        sender.fail_calls(1, Retry::No, "AuthorizationError: not allowed");
+        let outcome = fresh(&sender, &records, SendOrder::Time, None).await;
+        assert!(outcome.interrupted, "{outcome:?}");
+        assert!(
+            outcome
+                .refused
+                .as_deref()
+                .is_some_and(|why| why.contains("AuthorizationError")),
+            "{outcome:?}"
+        );
+        assert!(outcome.sent < 200, "it stopped: {}", outcome.sent);
+        assert_eq!(delivered(&sender).len() as u64, outcome.sent);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_rate_limit_holds_over_the_whole_replay() {
+        let sender = Arc::new(InMemorySender::default());
+        let records = records(300);
+        let started = tokio::time::Instant::now();
+        let outcome = fresh(&sender, &records, SendOrder::None, Some(100.0)).await;
+        let elapsed = started.elapsed();
+        assert_eq!(outcome.sent, 300);
+        // 300 events at 100/s: the last batch may go once 300/100 s have passed.
+        assert!(elapsed >= Duration::from_millis(2_900), "{elapsed:?}");
+        assert!(elapsed < Duration::from_secs(4), "{elapsed:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn per_correlation_order_keeps_each_flow_in_time_order() {
+        let sender = Arc::new(InMemorySender::default());
+        let records = records(80);
+        let outcome = fresh(&sender, &records, SendOrder::PerCorrelation, None).await;
+        assert_eq!(outcome.sent, 80);
+        let mut last: BTreeMap<String, i64> = BTreeMap::new();
+        for (_, message) in sender.delivered() {
+            let flow = message.correlation_id.clone().expect("flow");
+            if let Some(previous) = last.insert(flow.clone(), message.published_at_ms) {
+                assert!(previous < message.published_at_ms, "{flow} out of order");
+            }
+        }
+        assert_eq!(last.len(), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_checkpoint_records_what_was_delivered_and_a_resume_sends_only_the_rest() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let path = directory.path().join("replay.checkpoint");
+        let records = records(45);
+        let sender = Arc::new(InMemorySender::default());
+        // The first run cannot deliver two events.
+        for index in [5, 40] {
+            sender.refuse(&records[index].event_id, Retry::No, u32::MAX, "refused");
+        }
+        let checkpoint = Checkpoint::create(&path, "01TESTREPLAY", "set-1").expect("create");
+        let first = replay(
+            &sender,
+            &records,
+            &options(SendOrder::Time, None),
+            Some(checkpoint),
+            &HashSet::new(),
+        )
+        .await;
+        assert_eq!((first.sent, first.failed), (43, 2));
+        // Another selection cannot resume it.
+        assert!(matches!(
+            Checkpoint::resume(&path, "set-2"),
+            Err(ReplayError::PlanMismatch(_))
+        ));
+        let (checkpoint, replay_id, done) = Checkpoint::resume(&path, "set-1").expect("resume");
+        assert_eq!(replay_id, "01TESTREPLAY");
+        let first_ids: HashSet<String> = delivered(&sender).into_iter().collect();
+        assert_eq!(
+            done, first_ids,
+            "the checkpoint holds exactly what was delivered"
+        );
+        // Resumed with the target healthy again: only the two are sent.
+        let sender = Arc::new(InMemorySender::default());
+        let second = replay(
+            &sender,
+            &records,
+            &options(SendOrder::Time, None),
+            Some(checkpoint),
+            &done,
+        )
+        .await;
+        assert_eq!((second.sent, second.skipped_done), (2, 43), "{second:?}");
+        let mut resent = delivered(&sender);
+        resent.sort();
+        assert_eq!(
+            resent,
+            vec![records[5].event_id.clone(), records[40].event_id.clone()]
+        );
+        let (_, _, done) = Checkpoint::resume(&path, "set-1").expect("resume");
+        assert_eq!(done.len(), 45);
+    }
 }
