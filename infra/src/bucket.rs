@@ -502,7 +502,7 @@ pub(crate) fn check(state: &BucketState, config: &ProvisionConfig) -> Result<()>
     Ok(())
 }
 
-/// `--athena-results` in another bucket: that bucket must exist (before any change).
+/// `--athena-output` in another bucket: that bucket must exist (before any change).
 pub(crate) async fn check_results_bucket(s3: &Client, bucket: &str) -> Result<()> {
     match s3.head_bucket().bucket(bucket).send().await {
         Ok(_) => Ok(()),
@@ -512,10 +512,10 @@ pub(crate) async fn check_results_bucket(s3: &Client, bucket: &str) -> Result<()
                 .map(|response| response.status().as_u16());
             match status {
                 Some(404) => Err(Error::Config(format!(
-                    "--athena-results: bucket {bucket} does not exist: create it, or leave --athena-results out to keep results in the archive bucket"
+                    "--athena-output: bucket {bucket} does not exist: create it, or leave --athena-output out to keep results in the archive bucket"
                 ))),
                 Some(403) => Err(Error::Config(format!(
-                    "--athena-results: these credentials may not access bucket {bucket}"
+                    "--athena-output: these credentials may not access bucket {bucket}"
                 ))),
                 _ => Err(preflight(format!("cannot read bucket {bucket}"), &error)),
             }

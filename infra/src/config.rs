@@ -125,9 +125,11 @@ pub struct ProvisionArgs {
     #[arg(long, env = "ISLETS_CREATE_TOPICS")]
     pub create_topics: bool,
 
-    /// Glue database of the `events` table (the query service's --athena-database).
+    /// Glue database of the `events` table (the query service's --athena-database; the
+    /// old spelling --glue-database is accepted for one release).
     #[arg(
-        long,
+        long = "athena-database",
+        alias = "glue-database",
         env = "ISLETS_ATHENA_DATABASE",
         value_name = "NAME",
         default_value = "islets_audit"
@@ -144,8 +146,14 @@ pub struct ProvisionArgs {
     pub athena_workgroup: String,
 
     /// Where the workgroup writes query results, enforced for every query.
-    /// Default: s3://BUCKET/athena-results/ (expired after 30 days).
-    #[arg(long, env = "ISLETS_ATHENA_OUTPUT", value_name = "URI")]
+    /// Default: s3://BUCKET/athena-results/ (expired after 30 days). The query service's
+    /// --athena-output; the old spelling --athena-results is accepted for one release.
+    #[arg(
+        long = "athena-output",
+        alias = "athena-results",
+        env = "ISLETS_ATHENA_OUTPUT",
+        value_name = "URI"
+    )]
     pub athena_results: Option<String>,
 
     /// Bytes one Athena query may scan before it is cancelled (default 100 GiB; at least
@@ -169,7 +177,7 @@ pub struct ProvisionArgs {
     pub dry_run: bool,
 
     /// Print the Athena CREATE EXTERNAL TABLE statement of the events table (for
-    /// --glue-database and s3://BUCKET/PREFIX; ${BucketName} without --bucket) and exit.
+    /// --athena-database and s3://BUCKET/PREFIX; ${BucketName} without --bucket) and exit.
     /// Needs no AWS access.
     #[arg(long, env = "ISLETS_PRINT_DDL")]
     pub print_ddl: bool,
@@ -289,7 +297,7 @@ impl ProvisionArgs {
                 || archive.starts_with(&athena_results.key_prefix)
             {
                 return Err(Error::Config(format!(
-                    "--athena-results {athena_results} and the archive s3://{bucket}/{archive} overlap: keep query results outside the archive (default s3://{bucket}/{DEFAULT_RESULTS_PREFIX})"
+                    "--athena-output {athena_results} and the archive s3://{bucket}/{archive} overlap: keep query results outside the archive (default s3://{bucket}/{DEFAULT_RESULTS_PREFIX})"
                 )));
             }
         }
@@ -401,7 +409,7 @@ fn validate_database(name: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::Config(format!(
-            "--glue-database '{name}' is not a usable database name: lowercase letters, digits and '_' (Athena-friendly)"
+            "--athena-database '{name}' is not a usable database name: lowercase letters, digits and '_' (Athena-friendly)"
         )))
     }
 }
@@ -423,12 +431,12 @@ fn validate_workgroup(name: &str) -> Result<()> {
 fn parse_results(uri: &str) -> Result<ResultsLocation> {
     let refuse = || {
         Error::Config(format!(
-            "--athena-results '{uri}' is not an S3 location: pass s3://BUCKET/PATH/ (default s3://<bucket>/{DEFAULT_RESULTS_PREFIX})"
+            "--athena-output '{uri}' is not an S3 location: pass s3://BUCKET/PATH/ (default s3://<bucket>/{DEFAULT_RESULTS_PREFIX})"
         ))
     };
     let rest = uri.trim().strip_prefix("s3://").ok_or_else(refuse)?;
     let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-    validate_bucket("--athena-results", bucket)?;
+    validate_bucket("--athena-output", bucket)?;
     let key = key.trim_matches('/');
     let key_prefix = if key.is_empty() {
         String::new()
@@ -566,8 +574,9 @@ mod tests {
                 "--max-receive-count 0",
             ),
             (
+                // The old spelling still works (a hidden alias), the message says the new.
                 &["--bucket", "b-1", "--glue-database", "Islets-Audit"],
-                "--glue-database",
+                "--athena-database 'Islets-Audit'",
             ),
             (
                 &["--bucket", "b-1", "--athena-workgroup", "a b"],
@@ -575,7 +584,7 @@ mod tests {
             ),
             (
                 &["--bucket", "b-1", "--athena-results", "https://x/y"],
-                "--athena-results 'https://x/y' is not an S3 location",
+                "--athena-output 'https://x/y' is not an S3 location",
             ),
             (
                 &[

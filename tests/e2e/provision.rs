@@ -67,7 +67,7 @@ impl Names {
             &self.bucket,
             "--queue-name",
             &self.queue,
-            "--glue-database",
+            "--athena-database",
             &self.database,
             "--athena-workgroup",
             &self.workgroup,
