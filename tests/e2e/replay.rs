@@ -434,7 +434,23 @@ async fn killed_mid_replay_then_resumed_every_event_arrives() {
     base(&mut command);
     command.args(["--rate", "30"]);
     let mut child = command.spawn().expect("spawn");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Killed mid-replay: once the checkpoint records delivered events (a loaded machine
+    // may take a while to plan and start), and long before the 30/s rate is through.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let delivered = std::fs::read_to_string(&checkpoint)
+            .map(|text| {
+                text.lines()
+                    .skip(1)
+                    .filter(|line| line.ends_with('\t'))
+                    .count()
+            })
+            .unwrap_or(0);
+        if delivered > 0 || tokio::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     child.start_kill().expect("SIGKILL");
     let _ = child.wait().await;
     let mut command = replay(&moto, &demo.dir);
