@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use islets_replay::drill::{DrillArgs, drill};
+use islets_replay::{DrillArgs, DrillConfig, drill};
 use islets_replay::{ReplayArgs, ReplayConfig, print_history, replay};
 
 mod common;
@@ -64,7 +64,14 @@ fn main() -> ExitCode {
     common::block_on(|shutdown| async move {
         let result = match (cli.command, cli.replay) {
             (Some(Command::History { store }), _) => print_history(&store).await.map(|()| 0),
-            (Some(Command::Drill(args)), _) => drill(*args, shutdown).await,
+            (Some(Command::Drill(args)), _) => {
+                match DrillConfig::from_args(&args, chrono::Utc::now()) {
+                    Ok(config) => drill(config, shutdown)
+                        .await
+                        .map(|report| report.exit_code()),
+                    Err(error) => Err(error),
+                }
+            }
             (None, args) => match ReplayConfig::from_args(&args, chrono::Utc::now()) {
                 Ok(config) => replay(config, shutdown)
                     .await

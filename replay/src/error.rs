@@ -39,7 +39,9 @@ pub enum ReplayError {
     /// A local file (plan, report, checkpoint, output) failed.
     #[error("{context}: {source}")]
     Io {
+        /// What was being done, naming the flag or file.
         context: String,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },

@@ -15,31 +15,43 @@ use crate::selection::Selection;
 use crate::target::TargetSpec;
 
 /// The store prefix of the ledger.
-pub const LEDGER_PREFIX: &str = "replays";
+pub(crate) const LEDGER_PREFIX: &str = "replays";
 
 /// One executed replay.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LedgerEntry {
+    /// The replay's id (ULID); every message it sends is marked with it.
     pub replay_id: String,
     /// This invocation: a resumed replay keeps its replay id and adds a run.
     pub run_id: String,
     /// `running`, `completed`, `completed_with_failures`, `interrupted`, `failed`.
     pub status: String,
+    /// Who ran it (`--operator`).
     pub operator: String,
+    /// Why (`--reason`).
     pub reason: String,
+    /// When this run started (RFC 3339, UTC).
     pub started_at: String,
+    /// When this run ended; `None` while it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
+    /// The archive, as given.
     pub store: String,
+    /// What was replayed.
     pub selection: Selection,
+    /// Where it went.
     pub target: TargetSpec,
+    /// SHA-256 of the selected id set (the plan's hash).
     pub id_set_sha256: String,
+    /// Distinct events selected.
     pub events_selected: u64,
+    /// What happened; `None` while it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<Outcome>,
     /// Set when this run continued an earlier one (`--resume`).
     #[serde(default)]
     pub resumed: bool,
+    /// The islets-replay version that ran it.
     pub version: String,
 }
 
@@ -66,7 +78,7 @@ impl LedgerEntry {
 }
 
 /// Every ledger entry, oldest first.
-pub async fn history(archive: &Archive) -> Result<Vec<LedgerEntry>> {
+pub(crate) async fn history(archive: &Archive) -> Result<Vec<LedgerEntry>> {
     let prefix = join(archive.root(), LEDGER_PREFIX);
     let mut objects: Vec<object_store::ObjectMeta> = archive
         .object_store()

@@ -13,7 +13,7 @@ use crate::target::{BatchOutcome, Retry, Sender};
 
 /// What the in-memory sender was sent and what it is told to refuse.
 #[derive(Debug, Default)]
-pub struct InMemorySender {
+pub(crate) struct InMemorySender {
     state: Mutex<State>,
 }
 
@@ -36,7 +36,7 @@ impl InMemorySender {
 
     /// The next `calls` calls fail as a whole (`Retry::Yes`: throttled; `Retry::No`: the
     /// target refuses the replay).
-    pub fn fail_calls(&self, calls: usize, retry: Retry, reason: &str) {
+    pub(crate) fn fail_calls(&self, calls: usize, retry: Retry, reason: &str) {
         let mut state = self.state();
         for _ in 0..calls {
             state.failing_calls.push_back((retry, reason.to_owned()));
@@ -44,19 +44,19 @@ impl InMemorySender {
     }
 
     /// The message of `event_id` is refused the next `times` times it is sent.
-    pub fn refuse(&self, event_id: &str, retry: Retry, times: u32, reason: &str) {
+    pub(crate) fn refuse(&self, event_id: &str, retry: Retry, times: u32, reason: &str) {
         self.state()
             .refusals
             .insert(event_id.to_owned(), (retry, reason.to_owned(), times));
     }
 
     /// Every message delivered, with its destination, in the order they were delivered.
-    pub fn delivered(&self) -> Vec<(String, OutMessage)> {
+    pub(crate) fn delivered(&self) -> Vec<(String, OutMessage)> {
         self.state().delivered.clone()
     }
 
     /// Calls made, failed ones included.
-    pub fn calls(&self) -> u64 {
+    pub(crate) fn calls(&self) -> u64 {
         self.state().calls
     }
 }

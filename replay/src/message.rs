@@ -13,15 +13,15 @@ use islets_core::record::EventRecord;
 use serde::Serialize;
 
 /// SNS and SQS accept at most this many message attributes.
-pub const MAX_ATTRIBUTES: usize = 10;
+pub(crate) const MAX_ATTRIBUTES: usize = 10;
 /// Marker: the replay's id (also the ledger entry's).
-pub const MARKER_ID: &str = "replay_id";
+pub(crate) const MARKER_ID: &str = "replay_id";
 /// Marker: why the replay was run (`--reason`).
-pub const MARKER_REASON: &str = "replay_reason";
+pub(crate) const MARKER_REASON: &str = "replay_reason";
 /// Marker: when the event was first published (RFC 3339).
-pub const MARKER_PUBLISHED_AT: &str = "replay_original_published_at";
+pub(crate) const MARKER_PUBLISHED_AT: &str = "replay_original_published_at";
 /// The single combined marker used when only one or two attributes are free.
-pub const MARKER_COMBINED: &str = "replay";
+pub(crate) const MARKER_COMBINED: &str = "replay";
 
 /// What every message of one replay is marked with.
 #[derive(Debug, Clone)]

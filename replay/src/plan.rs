@@ -16,35 +16,44 @@ use crate::target::TargetSpec;
 
 /// Version of the plan file format.
 /// 2: the set hash covers each event's payload hash, not only its id.
-pub const PLAN_VERSION: u32 = 2;
+pub(crate) const PLAN_VERSION: u32 = 2;
 /// How `unsendable` names events whose aggregate has no catalog topic (`--to-original`).
-pub const NO_TOPIC: &str = "no topic ";
+pub(crate) const NO_TOPIC: &str = "no topic ";
 /// Event ids shown as a sample.
 const SAMPLE_IDS: usize = 5;
 
 /// What a replay would do.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
+    /// The plan format's version.
     pub version: u32,
+    /// When the plan was made (RFC 3339, UTC).
     pub created_at: String,
+    /// The archive, as given.
     pub store: String,
+    /// What to replay.
     pub selection: Selection,
     /// `None`: a dry run without a target.
     pub target: Option<TargetSpec>,
     /// Distinct events selected.
     pub events: u64,
+    /// Events per aggregate.
     pub by_aggregate: BTreeMap<String, u64>,
+    /// Events per event type.
     pub by_event_type: BTreeMap<String, u64>,
     /// Events per destination (topic ARN, queue URL, file).
     pub by_target: BTreeMap<String, u64>,
     /// Events that cannot go to the target, by reason (e.g. no original topic).
     pub unsendable: BTreeMap<String, u64>,
+    /// The earliest `published_at` selected.
     pub first_published_at: Option<String>,
+    /// The latest `published_at` selected.
     pub last_published_at: Option<String>,
     /// `--rate`, events per second, if any.
     pub rate: Option<f64>,
     /// At the chosen rate; `None` without `--rate` (as fast as the target accepts).
     pub estimated_seconds: Option<f64>,
+    /// A few selected ids, to check by eye.
     pub sample_event_ids: Vec<String>,
     /// SHA-256 of the selected events: `event_id` TAB sha256(payload), sorted, one per
     /// line. A plan executes only while the archive still selects exactly these payloads.
@@ -70,12 +79,12 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// One line of the set hash: the id and the SHA-256 of the payload.
-pub fn event_line(event_id: &str, payload: &str) -> String {
+pub(crate) fn event_line(event_id: &str, payload: &str) -> String {
     format!("{event_id}\t{}", hex(&Sha256::digest(payload.as_bytes())))
 }
 
 /// SHA-256 of a set of ids: sorted, each followed by a newline.
-pub fn id_set_hash(ids: &mut [String]) -> String {
+pub(crate) fn id_set_hash(ids: &mut [String]) -> String {
     ids.sort_unstable();
     let mut hasher = Sha256::new();
     for id in ids.iter() {
@@ -90,7 +99,7 @@ pub fn id_set_hash(ids: &mut [String]) -> String {
 }
 
 /// Reads the selection once and plans it.
-pub async fn make_plan(
+pub(crate) async fn make_plan(
     engine: &dyn QueryEngine,
     store: &str,
     selection: &Selection,

@@ -23,7 +23,7 @@ use crate::message::{Markers, Marking, OutMessage};
 use crate::target::{Retry, Sender, TargetSpec};
 
 /// Messages per SNS PublishBatch / SQS SendMessageBatch call.
-pub const BATCH_SIZE: usize = 10;
+pub(crate) const BATCH_SIZE: usize = 10;
 /// How a batch's failed messages are sent again: 8 attempts in all, full jitter between
 /// 200 ms and 12.8 s (the workspace's one retry policy); then they count as failed.
 const SEND_RETRY: RetryPolicy = RetryPolicy::new(
@@ -49,9 +49,11 @@ pub enum SendOrder {
 /// How to send.
 #[derive(Debug, Clone)]
 pub struct SendOptions {
+    /// Batches in flight at once.
     pub concurrency: usize,
     /// Events per second, at most.
     pub rate: Option<f64>,
+    /// The order events are sent in.
     pub order: SendOrder,
     /// Draw a progress bar (a terminal), else log a line every few seconds.
     pub progress_bar: bool,
@@ -60,17 +62,21 @@ pub struct SendOptions {
 /// What happened.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Outcome {
+    /// Events the target accepted.
     pub sent: u64,
+    /// Events the target refused after every retry.
     pub failed: u64,
     /// Already delivered according to the checkpoint (`--resume`).
     pub skipped_done: u64,
     /// Cannot go to the target (no original topic).
     pub skipped_unsendable: u64,
-    /// Sent with the combined marker, or with none (the original used all 10 attributes).
+    /// Sent with the single combined marker (only one or two attributes were free).
     pub combined_markers: u64,
+    /// Sent without any marker (the original used all 10 attributes).
     pub without_markers: u64,
     /// Failed ids and why (the first 1,000).
     pub failed_ids: BTreeMap<String, String>,
+    /// Seconds spent sending.
     pub seconds: f64,
     /// Stopped by Ctrl-C / SIGTERM, or by the target refusing the calls.
     pub interrupted: bool,
@@ -92,7 +98,7 @@ impl Outcome {
 /// One replay's progress on disk: a header line, then one delivered event id per line,
 /// appended (and synced) after each batch is acknowledged. After a crash at most the
 /// batches in flight were sent but not recorded, so a resume repeats at most those.
-pub struct Checkpoint {
+pub(crate) struct Checkpoint {
     file: std::fs::File,
 }
 
@@ -104,7 +110,7 @@ struct CheckpointHeader {
 
 impl Checkpoint {
     /// Starts a new checkpoint; refuses to overwrite one (resume it, or remove it).
-    pub fn create(path: &Path, replay_id: &str, id_set_sha256: &str) -> Result<Self> {
+    pub(crate) fn create(path: &Path, replay_id: &str, id_set_sha256: &str) -> Result<Self> {
         let mut file = std::fs::OpenOptions::new()
             .create_new(true)
             .write(true)
@@ -128,7 +134,10 @@ impl Checkpoint {
 
     /// Reopens a checkpoint: the replay id, and the ids already delivered. Refuses a
     /// checkpoint of another selection.
-    pub fn resume(path: &Path, id_set_sha256: &str) -> Result<(Self, String, HashSet<String>)> {
+    pub(crate) fn resume(
+        path: &Path,
+        id_set_sha256: &str,
+    ) -> Result<(Self, String, HashSet<String>)> {
         let context = || format!("--checkpoint {}", path.display());
         let file = std::fs::File::open(path).map_err(|error| {
             ReplayError::Usage(format!("{}: cannot resume from it: {error}", context()))
@@ -329,7 +338,7 @@ async fn lane(shared: Arc<Shared>, mut messages: mpsc::Receiver<(String, OutMess
 
 /// Sends every event of `events` (minus those in `done`) to `target`.
 #[allow(clippy::too_many_arguments)]
-pub async fn send_all(
+pub(crate) async fn send_all(
     mut events: EventStream,
     total: u64,
     target: &TargetSpec,
@@ -476,7 +485,9 @@ pub async fn send_all(
 /// Where a checkpoint lives, and whether to continue it.
 #[derive(Debug, Clone)]
 pub struct CheckpointOptions {
+    /// The checkpoint file.
     pub path: PathBuf,
+    /// Continue the checkpoint's replay (`--resume`) rather than start anew.
     pub resume: bool,
 }
 

@@ -77,18 +77,25 @@ pub struct SelectionArgs {
 /// A validated selection; times resolved to absolute RFC 3339.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Selection {
+    /// From (inclusive), RFC 3339.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<String>,
+    /// Until (exclusive), RFC 3339.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<String>,
+    /// Only these event types (any of them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub event_types: Vec<String>,
+    /// Only this aggregate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aggregate: Option<String>,
+    /// Only this producer system.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub producer_system: Option<String>,
+    /// Only this correlation id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
+    /// Only these event ids.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub event_ids: Vec<String>,
 }

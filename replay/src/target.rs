@@ -26,15 +26,21 @@ pub enum TargetSpec {
         #[serde(default)]
         topics: std::collections::BTreeMap<String, String>,
     },
+    /// One topic for every event.
     Topic {
+        /// The topic's ARN.
         arn: String,
     },
+    /// One consumer's queue.
     Queue {
+        /// The queue's URL.
         url: String,
         /// Bodies shaped as an SNS subscription in envelope mode delivers them.
         envelope: bool,
     },
+    /// An NDJSON file, one sent message a line.
     File {
+        /// The file.
         path: PathBuf,
     },
 }
@@ -80,12 +86,12 @@ impl std::fmt::Display for TargetSpec {
 /// The outcome of one batch: indexes (into the batch) that failed, and whether retrying
 /// them can help.
 #[derive(Debug, Default)]
-pub struct BatchOutcome {
+pub(crate) struct BatchOutcome {
     pub failed: Vec<(usize, Retry, String)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Retry {
+pub(crate) enum Retry {
     /// Throttling, a server fault, a timeout.
     Yes,
     /// The message itself is refused (too large, bad attributes).
@@ -94,7 +100,7 @@ pub enum Retry {
 
 /// Sends batches of up to 10 messages to one destination.
 #[async_trait]
-pub trait Sender: Send + Sync {
+pub(crate) trait Sender: Send + Sync {
     /// Sends `batch` to `destination` (a topic ARN, a queue URL, the file). An `Err` is a
     /// failure of the whole call; `Retry::Yes` errors are retried by the caller.
     async fn send(
@@ -164,7 +170,7 @@ fn failed_entry(
 }
 
 /// SNS `PublishBatch`.
-pub struct SnsSender {
+pub(crate) struct SnsSender {
     pub client: aws_sdk_sns::Client,
 }
 
@@ -228,7 +234,7 @@ impl Sender for SnsSender {
 
 /// SQS `SendMessageBatch`: raw (payload as body, attributes as SQS attributes) or shaped
 /// as an SNS envelope (attributes inside the body, as SNS delivers them).
-pub struct SqsSender {
+pub(crate) struct SqsSender {
     pub client: aws_sdk_sqs::Client,
     pub envelope: bool,
 }
@@ -304,13 +310,13 @@ impl Sender for SqsSender {
 }
 
 /// One NDJSON line per event: `{"event_id","topic_arn","message","message_attributes"}`.
-pub struct FileSender {
+pub(crate) struct FileSender {
     file: Mutex<tokio::io::BufWriter<tokio::fs::File>>,
 }
 
 impl FileSender {
     /// Appends to `path` (a resumed replay continues the same file).
-    pub async fn open(path: &std::path::Path) -> Result<Self> {
+    pub(crate) async fn open(path: &std::path::Path) -> Result<Self> {
         let file = tokio::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -366,7 +372,7 @@ impl Sender for FileSender {
 
 /// The catalog's topics (`<aggregate>-events`) that exist in the account and region the
 /// credentials point to: aggregate → ARN.
-pub async fn catalog_topics(
+pub(crate) async fn catalog_topics(
     client: &aws_sdk_sns::Client,
     catalog: &islets_core::catalog::Catalog,
 ) -> Result<std::collections::BTreeMap<String, String>> {
@@ -395,7 +401,7 @@ pub async fn catalog_topics(
 }
 
 /// Resolves `--to-topic ARN|NAME` to an ARN that exists.
-pub async fn resolve_topic(client: &aws_sdk_sns::Client, given: &str) -> Result<String> {
+pub(crate) async fn resolve_topic(client: &aws_sdk_sns::Client, given: &str) -> Result<String> {
     let check = |arn: String| async move {
         client
             .get_topic_attributes()
@@ -435,7 +441,7 @@ pub async fn resolve_topic(client: &aws_sdk_sns::Client, given: &str) -> Result<
 }
 
 /// Resolves `--to-queue URL|NAME` to a URL that exists.
-pub async fn resolve_queue(client: &aws_sdk_sqs::Client, given: &str) -> Result<String> {
+pub(crate) async fn resolve_queue(client: &aws_sdk_sqs::Client, given: &str) -> Result<String> {
     let failed = |error: String| {
         ReplayError::Target(format!(
             "--to-queue {given}: {error} (check the name or URL, AWS_REGION and credentials)"
@@ -462,7 +468,7 @@ pub async fn resolve_queue(client: &aws_sdk_sqs::Client, given: &str) -> Result<
 }
 
 /// Checks that every original topic exists before anything is sent.
-pub async fn check_topics(
+pub(crate) async fn check_topics(
     client: &aws_sdk_sns::Client,
     topics: impl IntoIterator<Item = &String>,
 ) -> Result<()> {
