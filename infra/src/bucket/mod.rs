@@ -1,250 +1,34 @@
 //! The archive bucket: default encryption, public access blocked, ACLs disabled, lifecycle
 //! (archive expiry, Athena results expiry, abort of incomplete uploads), optional Object Lock.
+//!
+//! [`lifecycle`] holds the rules this command owns, [`policy`] the encryption and the
+//! bucket policy; this module reads the bucket's state, refuses what cannot be fixed
+//! safely, and applies the rest.
+
+mod lifecycle;
+mod policy;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::types::{
-    AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, BucketLocationConstraint,
-    CreateBucketConfiguration, DefaultRetention, ExpirationStatus, LifecycleExpiration,
-    LifecycleRule, LifecycleRuleFilter, NoncurrentVersionExpiration, ObjectLockConfiguration,
-    ObjectLockEnabled, ObjectLockRetentionMode, ObjectLockRule, ObjectOwnership, OwnershipControls,
-    OwnershipControlsRule, PublicAccessBlockConfiguration, ServerSideEncryption,
-    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+    BucketLifecycleConfiguration, BucketLocationConstraint, CreateBucketConfiguration,
+    DefaultRetention, LifecycleRule, ObjectLockConfiguration, ObjectLockEnabled,
+    ObjectLockRetentionMode, ObjectLockRule, ObjectOwnership, OwnershipControls,
+    OwnershipControlsRule, PublicAccessBlockConfiguration, ServerSideEncryptionConfiguration,
+    ServerSideEncryptionRule,
 };
 
 use crate::config::{ObjectLockMode, ProvisionConfig};
 use crate::error::{Error, Result, aws, preflight};
-use crate::kms::KmsKey;
 use crate::plan::Plan;
 
-/// Lifecycle rule expiring the archive after the retention.
-pub(crate) const ARCHIVE_RULE: &str = "expire-archive";
-/// Lifecycle rule expiring Athena results (when they are in the archive bucket).
-pub(crate) const RESULTS_RULE: &str = "expire-athena-results";
-/// Lifecycle rule removing expired delete markers (versioned, i.e. Object Lock, buckets).
-pub(crate) const DELETE_MARKERS_RULE: &str = "expire-delete-markers";
-/// Every rule this command owns; other rules of the bucket are kept as they are.
-const OWN_RULES: [&str; 3] = [ARCHIVE_RULE, RESULTS_RULE, DELETE_MARKERS_RULE];
-const RESULTS_RETENTION_DAYS: i32 = 30;
-const ABORT_MULTIPART_DAYS: i32 = 1;
-const NONCURRENT_DAYS: i32 = 1;
+pub(crate) use lifecycle::lifecycle_rules;
+use lifecycle::{OWN_RULES, RuleSpec, describe_rules};
+pub(crate) use policy::{Encryption, merged_policy, policy_statements};
+use policy::{encryption_matches, encryption_rule};
+
 /// S3's region without a location constraint.
 const DEFAULT_REGION: &str = "us-east-1";
-
-/// Default encryption of the archive (and of the Athena results).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Encryption {
-    /// SSE-S3 (AES256).
-    S3Managed,
-    /// SSE-KMS with this key, S3 Bucket Keys on.
-    Kms(KmsKey),
-}
-
-impl Encryption {
-    fn describe(&self) -> String {
-        match self {
-            Encryption::S3Managed => "SSE-S3".to_owned(),
-            Encryption::Kms(key) => format!("SSE-KMS with {} (S3 Bucket Key on)", key.arn),
-        }
-    }
-}
-
-/// One lifecycle rule, in the terms this command compares.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct RuleSpec {
-    pub(crate) id: String,
-    pub(crate) prefix: String,
-    pub(crate) enabled: bool,
-    pub(crate) expiration_days: Option<i32>,
-    pub(crate) expires_on_date: bool,
-    pub(crate) expired_delete_marker: bool,
-    pub(crate) noncurrent_days: Option<i32>,
-    pub(crate) abort_days: Option<i32>,
-    /// Tag or size filters, transitions: anything this command never sets.
-    pub(crate) narrowed: bool,
-}
-
-impl RuleSpec {
-    fn new(id: &str, prefix: String) -> Self {
-        RuleSpec {
-            id: id.to_owned(),
-            prefix,
-            enabled: true,
-            expiration_days: None,
-            expires_on_date: false,
-            expired_delete_marker: false,
-            noncurrent_days: None,
-            abort_days: None,
-            narrowed: false,
-        }
-    }
-
-    fn from_sdk(rule: &LifecycleRule) -> Self {
-        let filter = rule.filter();
-        let and = filter.and_then(LifecycleRuleFilter::and);
-        #[allow(
-            deprecated,
-            reason = "rules written with the legacy Prefix element (CloudFormation's LifecycleConfiguration Prefix, older tools) still read back that way"
-        )]
-        let legacy_prefix = rule.prefix();
-        let prefix = filter
-            .and_then(LifecycleRuleFilter::prefix)
-            .or_else(|| and.and_then(|and| and.prefix()))
-            .or(legacy_prefix)
-            .unwrap_or_default();
-        let narrowed = filter.is_some_and(|filter| {
-            filter.tag().is_some()
-                || filter.object_size_greater_than().is_some()
-                || filter.object_size_less_than().is_some()
-        }) || and.is_some_and(|and| {
-            !and.tags().is_empty()
-                || and.object_size_greater_than().is_some()
-                || and.object_size_less_than().is_some()
-        }) || !rule.transitions().is_empty()
-            || !rule.noncurrent_version_transitions().is_empty();
-        let expiration = rule.expiration();
-        RuleSpec {
-            id: rule.id().unwrap_or_default().to_owned(),
-            prefix: prefix.to_owned(),
-            enabled: rule.status() == &ExpirationStatus::Enabled,
-            expiration_days: expiration.and_then(LifecycleExpiration::days),
-            expires_on_date: expiration.is_some_and(|expiration| expiration.date().is_some()),
-            expired_delete_marker: expiration
-                .and_then(LifecycleExpiration::expired_object_delete_marker)
-                .unwrap_or(false),
-            noncurrent_days: rule
-                .noncurrent_version_expiration()
-                .and_then(NoncurrentVersionExpiration::noncurrent_days),
-            abort_days: rule
-                .abort_incomplete_multipart_upload()
-                .and_then(AbortIncompleteMultipartUpload::days_after_initiation),
-            narrowed,
-        }
-    }
-
-    fn to_sdk(&self) -> Result<LifecycleRule> {
-        let mut builder = LifecycleRule::builder()
-            .id(&self.id)
-            .status(ExpirationStatus::Enabled)
-            .filter(LifecycleRuleFilter::builder().prefix(&self.prefix).build());
-        if let Some(days) = self.expiration_days {
-            builder = builder.expiration(LifecycleExpiration::builder().days(days).build());
-        } else if self.expired_delete_marker {
-            builder = builder.expiration(
-                LifecycleExpiration::builder()
-                    .expired_object_delete_marker(true)
-                    .build(),
-            );
-        }
-        if let Some(days) = self.noncurrent_days {
-            builder = builder.noncurrent_version_expiration(
-                NoncurrentVersionExpiration::builder()
-                    .noncurrent_days(days)
-                    .build(),
-            );
-        }
-        if let Some(days) = self.abort_days {
-            builder = builder.abort_incomplete_multipart_upload(
-                AbortIncompleteMultipartUpload::builder()
-                    .days_after_initiation(days)
-                    .build(),
-            );
-        }
-        builder
-            .build()
-            .map_err(|error| aws(format!("building lifecycle rule {}", self.id), &error))
-    }
-
-    /// Whether the rule may expire objects under `key_prefix` sooner than `days`.
-    fn expires_sooner_than(&self, key_prefix: &str, days: u32) -> bool {
-        let overlaps = key_prefix.starts_with(&self.prefix) || self.prefix.starts_with(key_prefix);
-        let sooner = self.expires_on_date
-            || self
-                .expiration_days
-                .is_some_and(|expiration| i64::from(expiration) < i64::from(days));
-        self.enabled && overlaps && sooner
-    }
-}
-
-/// The lifecycle rules this command sets, in the template's order. `versioned`: the
-/// bucket keeps versions (Object Lock), so expiry leaves noncurrent versions and delete
-/// markers that must be removed too.
-pub(crate) fn lifecycle_rules(config: &ProvisionConfig, versioned: bool) -> Vec<RuleSpec> {
-    let retention = i32::try_from(config.retention_days).unwrap_or(i32::MAX);
-    let mut archive = RuleSpec::new(ARCHIVE_RULE, config.archive_key_prefix());
-    archive.expiration_days = Some(retention);
-    archive.abort_days = Some(ABORT_MULTIPART_DAYS);
-    if versioned {
-        archive.noncurrent_days = Some(NONCURRENT_DAYS);
-    }
-    let mut rules = vec![archive];
-    if config.athena_results.bucket == config.bucket {
-        let mut results = RuleSpec::new(RESULTS_RULE, config.athena_results.key_prefix.clone());
-        results.expiration_days = Some(RESULTS_RETENTION_DAYS);
-        results.abort_days = Some(ABORT_MULTIPART_DAYS);
-        if versioned {
-            results.noncurrent_days = Some(NONCURRENT_DAYS);
-        }
-        rules.push(results);
-    }
-    if versioned {
-        let mut markers = RuleSpec::new(DELETE_MARKERS_RULE, String::new());
-        markers.expired_delete_marker = true;
-        rules.push(markers);
-    }
-    rules
-}
-
-fn describe_rules(rules: &[RuleSpec]) -> String {
-    let mut parts = Vec::new();
-    for rule in rules {
-        let prefix = if rule.prefix.is_empty() {
-            "the whole bucket"
-        } else {
-            rule.prefix.as_str()
-        };
-        if !rule.enabled {
-            parts.push(format!("{} disabled", rule.id));
-            continue;
-        }
-        if let Some(days) = rule.expiration_days {
-            parts.push(format!("expire {prefix} after {days} days"));
-        }
-        if rule.expires_on_date {
-            parts.push(format!("expire {prefix} on a date"));
-        }
-        if let Some(days) = rule.noncurrent_days {
-            parts.push(format!(
-                "delete noncurrent versions under {prefix} after {}",
-                plural_days(days)
-            ));
-        }
-        if rule.expired_delete_marker {
-            parts.push(format!("remove expired delete markers in {prefix}"));
-        }
-        if rule.narrowed {
-            parts.push(format!("{} has other conditions", rule.id));
-        }
-    }
-    let mut abort: Vec<i32> = rules.iter().filter_map(|rule| rule.abort_days).collect();
-    abort.sort_unstable();
-    abort.dedup();
-    for days in abort {
-        parts.push(format!(
-            "abort incomplete multipart uploads after {}",
-            plural_days(days)
-        ));
-    }
-    parts.join(", ")
-}
-
-fn plural_days(days: i32) -> String {
-    if days == 1 {
-        "1 day".to_owned()
-    } else {
-        format!("{days} days")
-    }
-}
 
 /// What the bucket looks like now (all empty when it does not exist).
 #[derive(Debug, Clone, Default)]
@@ -259,62 +43,6 @@ pub(crate) struct BucketState {
     object_lock: Option<Option<(String, i32)>>,
     /// The bucket policy, parsed; `None` when the bucket has none.
     policy: Option<serde_json::Value>,
-}
-
-/// Sids of the bucket-policy statements this command owns (others are kept as they are).
-const TLS_ONLY_SID: &str = "IsletsDenyInsecureTransport";
-const ENCRYPTION_SID: &str = "IsletsDenyOtherEncryption";
-
-/// The statements this command puts in the bucket policy: no request without TLS, and no
-/// upload that asks for another encryption than the bucket's (uploads without the header
-/// get the bucket's default encryption, so none is ever stored unencrypted).
-pub(crate) fn policy_statements(bucket: &str, encryption: &Encryption) -> Vec<serde_json::Value> {
-    let algorithm = match encryption {
-        Encryption::S3Managed => "AES256",
-        Encryption::Kms(_) => "aws:kms",
-    };
-    vec![
-        serde_json::json!({
-            "Sid": TLS_ONLY_SID,
-            "Effect": "Deny",
-            "Principal": "*",
-            "Action": "s3:*",
-            "Resource": [format!("arn:aws:s3:::{bucket}"), format!("arn:aws:s3:::{bucket}/*")],
-            "Condition": {"Bool": {"aws:SecureTransport": "false"}}
-        }),
-        serde_json::json!({
-            "Sid": ENCRYPTION_SID,
-            "Effect": "Deny",
-            "Principal": "*",
-            "Action": "s3:PutObject",
-            "Resource": format!("arn:aws:s3:::{bucket}/*"),
-            "Condition": {"StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption": algorithm}}
-        }),
-    ]
-}
-
-/// The policy with this command's statements in place and every other statement kept;
-/// `None` when `current` already holds them unchanged.
-pub(crate) fn merged_policy(
-    current: Option<&serde_json::Value>,
-    ours: &[serde_json::Value],
-) -> Option<serde_json::Value> {
-    let own = |statement: &serde_json::Value| {
-        matches!(
-            statement["Sid"].as_str(),
-            Some(TLS_ONLY_SID | ENCRYPTION_SID)
-        )
-    };
-    let statements: Vec<serde_json::Value> = current
-        .and_then(|policy| policy["Statement"].as_array().cloned())
-        .unwrap_or_default();
-    let present: Vec<&serde_json::Value> = statements.iter().filter(|s| own(s)).collect();
-    if present.len() == ours.len() && ours.iter().all(|wanted| present.contains(&wanted)) {
-        return None;
-    }
-    let mut merged: Vec<serde_json::Value> = statements.into_iter().filter(|s| !own(s)).collect();
-    merged.extend(ours.iter().cloned());
-    Some(serde_json::json!({"Version": "2012-10-17", "Statement": merged}))
 }
 
 impl BucketState {
@@ -523,43 +251,6 @@ pub(crate) async fn check_results_bucket(s3: &Client, bucket: &str) -> Result<()
     }
 }
 
-fn encryption_matches(current: Option<&ServerSideEncryptionRule>, desired: &Encryption) -> bool {
-    let Some(rule) = current else {
-        return false;
-    };
-    let Some(default) = rule.apply_server_side_encryption_by_default() else {
-        return false;
-    };
-    match desired {
-        // S3 ignores the Bucket Key with SSE-S3.
-        Encryption::S3Managed => default.sse_algorithm() == &ServerSideEncryption::Aes256,
-        Encryption::Kms(key) => {
-            default.sse_algorithm() == &ServerSideEncryption::AwsKms
-                && default
-                    .kms_master_key_id()
-                    .is_some_and(|current| key.is(current))
-                && rule.bucket_key_enabled() == Some(true)
-        }
-    }
-}
-
-fn encryption_rule(desired: &Encryption) -> Result<ServerSideEncryptionRule> {
-    let by_default = match desired {
-        Encryption::S3Managed => ServerSideEncryptionByDefault::builder()
-            .sse_algorithm(ServerSideEncryption::Aes256)
-            .build(),
-        Encryption::Kms(key) => ServerSideEncryptionByDefault::builder()
-            .sse_algorithm(ServerSideEncryption::AwsKms)
-            .kms_master_key_id(&key.arn)
-            .build(),
-    }
-    .map_err(|error| aws("building the bucket encryption", &error))?;
-    Ok(ServerSideEncryptionRule::builder()
-        .apply_server_side_encryption_by_default(by_default)
-        .bucket_key_enabled(matches!(desired, Encryption::Kms(_)))
-        .build())
-}
-
 /// Brings the bucket to its desired state.
 pub(crate) async fn apply(
     s3: &Client,
@@ -748,40 +439,13 @@ async fn put_object_lock(s3: &Client, bucket: &str, mode: ObjectLockMode, days: 
 
 #[cfg(test)]
 mod tests {
+    use aws_sdk_s3::types::{ExpirationStatus, LifecycleExpiration};
+
+    use super::lifecycle::ARCHIVE_RULE;
     use super::*;
 
     fn config() -> ProvisionConfig {
         crate::config::sample_config()
-    }
-
-    #[test]
-    fn lifecycle_rules_read_back_equal_to_what_is_set() {
-        for versioned in [false, true] {
-            let desired = lifecycle_rules(&config(), versioned);
-            let round_trip: Vec<RuleSpec> = desired
-                .iter()
-                .map(|rule| RuleSpec::from_sdk(&rule.to_sdk().expect("rule")))
-                .collect();
-            assert_eq!(round_trip, desired);
-        }
-        let plain = lifecycle_rules(&config(), false);
-        assert_eq!(
-            describe_rules(&plain),
-            "expire islets/ after 400 days, expire athena-results/ after 30 days, abort incomplete multipart uploads after 1 day"
-        );
-        let versioned = lifecycle_rules(&config(), true);
-        assert_eq!(versioned.len(), 3);
-        assert_eq!(versioned[0].noncurrent_days, Some(1));
-        assert!(versioned[2].expired_delete_marker);
-    }
-
-    #[test]
-    fn results_in_another_bucket_get_no_rule_here() {
-        let mut config = config();
-        config.athena_results.bucket = "query-results".into();
-        let rules = lifecycle_rules(&config, false);
-        assert_eq!(rules.len(), 1);
-        assert_eq!(rules[0].id, ARCHIVE_RULE);
     }
 
     #[allow(
@@ -843,71 +507,5 @@ mod tests {
         let error = check(&existing, &config).expect_err("refused").to_string();
         assert!(error.contains("--object-lock"), "{error}");
         check(&BucketState::default(), &config).expect("a new bucket may have it");
-    }
-
-    #[test]
-    fn encryption_compares_key_ids_and_arns() {
-        let key = KmsKey {
-            arn: "arn:aws:kms:eu-west-1:123456789012:key/k-1".into(),
-            key_id: "k-1".into(),
-        };
-        let desired = Encryption::Kms(key.clone());
-        let rule = encryption_rule(&desired).expect("rule");
-        assert!(encryption_matches(Some(&rule), &desired));
-        assert!(!encryption_matches(Some(&rule), &Encryption::S3Managed));
-        let by_id = ServerSideEncryptionRule::builder()
-            .apply_server_side_encryption_by_default(
-                ServerSideEncryptionByDefault::builder()
-                    .sse_algorithm(ServerSideEncryption::AwsKms)
-                    .kms_master_key_id("k-1")
-                    .build()
-                    .expect("default"),
-            )
-            .bucket_key_enabled(true)
-            .build();
-        assert!(encryption_matches(Some(&by_id), &desired));
-        let sse_s3 = encryption_rule(&Encryption::S3Managed).expect("rule");
-        assert!(encryption_matches(Some(&sse_s3), &Encryption::S3Managed));
-        assert!(!encryption_matches(None, &Encryption::S3Managed));
-    }
-
-    #[test]
-    fn the_bucket_policy_denies_plain_http_and_other_encryption_and_keeps_foreign_statements() {
-        let ours = policy_statements("audit", &Encryption::S3Managed);
-        let fresh = merged_policy(None, &ours).expect("a policy to set");
-        assert_eq!(fresh["Statement"].as_array().map(Vec::len), Some(2));
-        let tls = &fresh["Statement"][0];
-        assert_eq!(tls["Effect"], "Deny");
-        assert_eq!(tls["Condition"]["Bool"]["aws:SecureTransport"], "false");
-        assert_eq!(
-            fresh["Statement"][1]["Condition"]["StringNotEqualsIfExists"]["s3:x-amz-server-side-encryption"],
-            "AES256"
-        );
-        assert!(merged_policy(Some(&fresh), &ours).is_none(), "idempotent");
-        let foreign = serde_json::json!({"Version": "2012-10-17", "Statement": [
-            {"Sid": "TeamRead", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::1:root"},
-             "Action": "s3:GetObject", "Resource": "arn:aws:s3:::audit/*"},
-            {"Sid": TLS_ONLY_SID, "Effect": "Deny", "Principal": "*", "Action": "s3:*",
-             "Resource": "arn:aws:s3:::audit/*"}
-        ]});
-        let merged = merged_policy(Some(&foreign), &ours).expect("ours changed");
-        let sids: Vec<&str> = merged["Statement"]
-            .as_array()
-            .expect("statements")
-            .iter()
-            .filter_map(|s| s["Sid"].as_str())
-            .collect();
-        assert_eq!(sids, ["TeamRead", TLS_ONLY_SID, ENCRYPTION_SID]);
-        let kms = policy_statements(
-            "audit",
-            &Encryption::Kms(KmsKey {
-                arn: "arn:aws:kms:eu-west-1:1:key/k".into(),
-                key_id: "k".into(),
-            }),
-        );
-        assert_eq!(
-            kms[1]["Condition"]["StringNotEqualsIfExists"]["s3:x-amz-server-side-encryption"],
-            "aws:kms"
-        );
     }
 }
