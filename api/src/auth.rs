@@ -21,6 +21,7 @@ use crate::metrics::{RequestLabels, RouteLabels};
 pub enum Auth {
     /// No authentication (the embedded demo, loopback only).
     Off,
+    /// Bearer tokens from the tokens file (hashes, scopes).
     Tokens(Arc<Tokens>),
 }
 

@@ -13,11 +13,9 @@ use serde::Serialize;
 use crate::openapi::ErrorResponse;
 use crate::{ApiError, AppState, Incomplete, with_rows};
 use axum::http::StatusCode;
-use islets_query::error::Error;
-use islets_query::model::{
-    EventFilter, EventQuery, Order, PASS_THROUGH_PARAMETERS, parse_event_query,
-};
-use islets_query::view::{EventView, rfc3339_ms};
+use islets_query::Error;
+use islets_query::{EventFilter, EventQuery, Order, PASS_THROUGH_PARAMETERS, parse_event_query};
+use islets_query::{EventView, rfc3339_ms};
 use utoipa::ToSchema;
 
 fn not_found(message: String) -> ApiError {
@@ -189,9 +187,9 @@ pub(crate) const EXPORT_TIMEOUT: std::time::Duration = std::time::Duration::from
 
 /// `events`, ending with an error once `limit` has passed.
 fn until_deadline(
-    events: islets_query::engine::EventStream,
+    events: islets_query::EventStream,
     limit: std::time::Duration,
-) -> islets_query::engine::EventStream {
+) -> islets_query::EventStream {
     let deadline = Box::pin(tokio::time::sleep(limit));
     futures::stream::unfold(
         (events, deadline, false),
@@ -419,7 +417,7 @@ mod csv_tests {
 
     #[tokio::test]
     async fn an_export_past_its_time_limit_ends_with_an_error_not_a_short_file() {
-        let endless: islets_query::engine::EventStream = futures::stream::pending().boxed();
+        let endless: islets_query::EventStream = futures::stream::pending().boxed();
         let mut limited = until_deadline(endless, std::time::Duration::from_millis(50));
         let first = tokio::time::timeout(std::time::Duration::from_secs(5), limited.next())
             .await

@@ -12,7 +12,7 @@ use crate::{ApiError, AppState};
 /// The process runs.
 #[utoipa::path(get, path = "/healthz", tag = "health", security(()), responses((status = 200, body = Status)))]
 pub(super) async fn healthz() -> Json<Value> {
-    islets_http::health::healthz().await
+    islets_http::healthz().await
 }
 
 /// The engine can answer (the archive, or Athena, answers).
@@ -24,11 +24,10 @@ pub(super) async fn healthz() -> Json<Value> {
 /// Files that cannot be read do not make the server unready (every answer leaves them out
 /// and says so): the status is then `degraded`, with the files named.
 pub(super) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let Json(mut body) =
-        islets_http::health::readiness(state.engine.ready().await.map_err(|error| {
-            tracing::warn!(%error, "not ready");
-            "the query engine cannot reach the archive right now".to_owned()
-        }))?;
+    let Json(mut body) = islets_http::readiness(state.engine.ready().await.map_err(|error| {
+        tracing::warn!(%error, "not ready");
+        "the query engine cannot reach the archive right now".to_owned()
+    }))?;
     let unreadable = state.engine.unreadable(None).await.unwrap_or_default();
     if !unreadable.is_empty() {
         body["status"] = "degraded".into();
@@ -43,5 +42,5 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
         .metrics
         .unreadable_files
         .set(i64::try_from(unreadable.len()).unwrap_or(i64::MAX));
-    islets_http::health::metrics_response(state.metrics.encode())
+    islets_http::metrics_response(state.metrics.encode())
 }

@@ -8,6 +8,8 @@
 //! Depends on `islets-core` and `islets-query`; never on the ingester, replay or infra
 //! crates. Nothing else depends on it but the binaries.
 
+#![warn(missing_docs)]
+
 mod auth;
 mod events;
 mod health;
@@ -33,7 +35,7 @@ use axum::routing::{get, post};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use islets_query::engine::QueryEngine;
+use islets_query::QueryEngine;
 
 /// Longest a request may run.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -41,8 +43,11 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
+    /// The query engine (DataFusion or Athena).
     pub engine: Arc<dyn QueryEngine>,
+    /// Who may call which route.
     pub auth: auth::Auth,
+    /// The server's metrics.
     pub metrics: Arc<Metrics>,
 }
 
@@ -90,7 +95,7 @@ impl Incomplete {
     /// What the engine left out of answers over `filter`'s range (`None`: the whole archive).
     async fn of(
         state: &AppState,
-        filter: Option<&islets_query::model::EventFilter>,
+        filter: Option<&islets_query::EventFilter>,
     ) -> Result<Option<Incomplete>, ApiError> {
         let files = state.engine.unreadable(filter).await?;
         Ok((!files.is_empty()).then_some(Incomplete {

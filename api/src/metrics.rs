@@ -22,8 +22,11 @@ pub struct RouteLabels {
 /// Every metric the query API exports.
 #[derive(Debug)]
 pub struct Metrics {
+    /// Requests by route and status.
     pub requests: Family<RequestLabels, Counter>,
+    /// Request latency by route.
     pub request_seconds: Family<RouteLabels, Histogram>,
+    /// Rows answered by route.
     pub rows_returned: Family<RouteLabels, Counter>,
     /// Events served whose archived copies differ (the conflict flag).
     pub conflicting_events_served: Counter,
@@ -33,6 +36,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Every metric at zero, registered under the `islets_query` prefix.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("islets_query");
         let requests = Family::<RequestLabels, Counter>::default();

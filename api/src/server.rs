@@ -10,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Auth, Tokens};
 use crate::{AppState, router};
-use islets_query::athena::{AthenaEngine, AthenaSettings};
-use islets_query::engine::{DataFusionEngine, QueryEngine};
+use islets_query::{AthenaEngine, AthenaSettings};
+use islets_query::{DataFusionEngine, QueryEngine};
 
 /// Default address of the query API.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8081";
@@ -74,15 +74,20 @@ pub struct QueryArgs {
 /// The query engines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum EngineKind {
+    /// The embedded engine over the archive's Parquet files.
     Datafusion,
+    /// Athena over the Glue table.
     Athena,
 }
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct QueryConfig {
+    /// The archive.
     pub store: StoreLocation,
+    /// Where the API listens.
     pub listen: SocketAddr,
+    /// Bearer tokens; `None`: authentication off (loopback only).
     pub tokens_file: Option<std::path::PathBuf>,
     /// `None`: DataFusion.
     pub athena: Option<AthenaSettings>,
@@ -91,14 +96,19 @@ pub struct QueryConfig {
 /// Why the query server could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// A flag or setting is not usable; the message names it.
     #[error("{0}")]
     Config(String),
+    /// A dependency (store, engine, tokens) is not usable at start-up.
     #[error("{context}: {source}")]
     Startup {
+        /// What was being set up.
         context: String,
+        /// Why it failed.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The server failed while running.
     #[error("the query server failed: {0}")]
     Runtime(#[source] std::io::Error),
 }
@@ -115,6 +125,7 @@ impl islets_core::kind::Classify for ServeError {
 }
 
 impl QueryArgs {
+    /// Validates the flags (nothing is opened).
     pub fn validate(&self) -> Result<QueryConfig, ServeError> {
         let store = StoreLocation::parse(&self.store)
             .map_err(|error| ServeError::Config(format!("--store: {error}")))?;

@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::openapi::ErrorResponse;
 use crate::{ApiError, AppState, Incomplete, with_rows};
 use axum::response::Response;
-use islets_query::engine::SqlResult;
+use islets_query::SqlResult;
 use utoipa::ToSchema;
 
 /// Most rows one SQL answer holds (`truncated` says when more existed).

@@ -7,9 +7,9 @@ use serde::Serialize;
 use crate::openapi::ErrorResponse;
 use crate::{ApiError, AppState, Incomplete, with_rows};
 use axum::response::Response;
-use islets_query::engine::StatsBucket;
-use islets_query::model::{GroupBy, Interval, parse_stats_query};
-use islets_query::view::rfc3339_ms;
+use islets_query::StatsBucket;
+use islets_query::rfc3339_ms;
+use islets_query::{GroupBy, Interval, parse_stats_query};
 use utoipa::ToSchema;
 
 /// Distinct events per bucket.

@@ -8,7 +8,7 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 use crate::{AppState, router};
-use islets_query::engine::DataFusionEngine;
+use islets_query::DataFusionEngine;
 use islets_query::test_support::{Fixture, fixture};
 
 async fn app() -> (axum::Router, Fixture) {
@@ -357,7 +357,7 @@ async fn sql_that_would_build_huge_values_is_refused_and_the_server_keeps_answer
     assert_eq!(body["error"]["code"], "result_too_large");
     assert_eq!(
         body["error"]["details"]["limit_bytes"],
-        islets_query::engine::MAX_SQL_RESULT_BYTES
+        islets_query::MAX_SQL_RESULT_BYTES
     );
     // Generators within the bounds still work.
     let (status, body) = post_sql(
@@ -377,7 +377,7 @@ async fn sql_that_would_build_huge_values_is_refused_and_the_server_keeps_answer
 
 #[tokio::test]
 async fn sql_answers_stop_at_the_row_cap() {
-    use islets_query::engine::QueryEngine;
+    use islets_query::QueryEngine;
     let fixture = fixture().await;
     let engine = DataFusionEngine::new(fixture.archive.clone()).expect("engine");
     let answer = engine
@@ -402,8 +402,8 @@ async fn sql_answers_stop_at_the_row_cap() {
 async fn stats_count_distinct_events_per_bucket_and_group() {
     use islets_query::test_support::START;
     let (router, fixture) = app().await;
-    let since = islets_query::view::rfc3339_ms(START);
-    let until = islets_query::view::rfc3339_ms(START + 6 * 3_600_000);
+    let since = islets_query::rfc3339_ms(START);
+    let until = islets_query::rfc3339_ms(START + 6 * 3_600_000);
     let (status, body) = get(
         &router,
         &format!("/v1/stats?since={since}&until={until}&interval=hour&group_by=event_type"),
@@ -413,7 +413,7 @@ async fn stats_count_distinct_events_per_bucket_and_group() {
     let mut expected: std::collections::BTreeMap<(String, String), u64> =
         std::collections::BTreeMap::new();
     for record in &fixture.records {
-        let hour = islets_query::view::rfc3339_ms(
+        let hour = islets_query::rfc3339_ms(
             record.published_at_ms - record.published_at_ms.rem_euclid(3_600_000),
         );
         let key = format!(
@@ -739,7 +739,7 @@ async fn readyz_fails_when_the_archive_cannot_be_read() {
     // The directory becomes a file: listing it fails.
     std::fs::remove_dir_all(&root).expect("rm");
     std::fs::write(&root, b"not a directory").expect("write");
-    tokio::time::sleep(islets_query::engine::LISTING_TTL).await;
+    tokio::time::sleep(islets_query::LISTING_TTL).await;
     let (status, body) = get(&router, "/readyz").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["error"]["code"], "not_ready");

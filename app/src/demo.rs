@@ -9,7 +9,7 @@ use islets_core::catalog::Catalog;
 use islets_core::demo::{DemoOptions, generate};
 use islets_core::layout::Table;
 use islets_core::store::{Archive, StoreLocation};
-use islets_ingester::config::FlushLimits;
+use islets_ingester::FlushLimits;
 use islets_ingester::{IngesterConfig, SourceConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -143,7 +143,7 @@ pub async fn run(config: &DemoConfig, shutdown: CancellationToken) -> Result<Dem
         listen: None,
         tokens_file: None,
         limits: FlushLimits::DEFAULT,
-        flush_retry: islets_ingester::pipeline::FLUSH_RETRY,
+        flush_retry: islets_ingester::FLUSH_RETRY,
     };
     let summary = islets_ingester::run(ingester, shutdown).await?;
     let event_files = archive.list_files(Table::Events).await?;

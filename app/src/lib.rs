@@ -11,6 +11,8 @@
 #![warn(missing_docs)]
 
 mod data_set;
+// One public module a command (its arguments, configuration, `run` and outcome), so the
+// binary names them `demo::run`, `serve::run`: the names would collide at the root.
 pub mod demo;
 mod error;
 pub mod generate;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use islets_core::store::StoreLocation;
-use islets_ingester::config::FlushLimits;
+use islets_ingester::FlushLimits;
 use islets_ingester::{IngesterConfig, SourceConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -42,7 +42,7 @@ pub struct ServeArgs {
     )]
     pub events_config_path: Option<PathBuf>,
     /// Address of the ingest API (POST /v1/ingest); loopback only.
-    #[arg(long, env = "ISLETS_INGEST_LISTEN", value_name = "ADDR", default_value = islets_ingester::config::DEFAULT_LISTEN)]
+    #[arg(long, env = "ISLETS_INGEST_LISTEN", value_name = "ADDR", default_value = islets_ingester::DEFAULT_LISTEN)]
     pub ingest_listen: SocketAddr,
     /// Address of the query API (GET /v1/events, ...); loopback only.
     #[arg(long, env = "ISLETS_LISTEN", value_name = "ADDR", default_value = islets_api::DEFAULT_LISTEN)]
@@ -103,7 +103,7 @@ impl ServeArgs {
                 max_age: FlushLimits::HTTP_MAX_AGE,
                 ..FlushLimits::DEFAULT
             },
-            flush_retry: islets_ingester::pipeline::FLUSH_RETRY,
+            flush_retry: islets_ingester::FLUSH_RETRY,
         };
         Ok(ServeConfig {
             store: self.store.clone(),

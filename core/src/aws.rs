@@ -17,9 +17,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest wait for the next bytes of an answer. It covers SQS's longest long poll (20 s)
 /// with a margin: a connection that goes silent (a NAT that forgot it sends no FIN, no RST)
 /// fails within this time instead of hanging forever.
-pub const READ_TIMEOUT: Duration = Duration::from_secs(35);
+pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(35);
 /// Longest one attempt of an SDK call may take.
-pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(45);
+pub(crate) const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(45);
 /// Longest a whole SDK call may take, its retries included: a silent connection surfaces
 /// as an error (logged, counted, retried by the caller) within this time.
 pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(60);
@@ -73,6 +73,7 @@ pub struct SdkCredentialProvider {
 }
 
 impl SdkCredentialProvider {
+    /// A bridge over the SDK's credentials provider.
     pub fn new(provider: SharedCredentialsProvider) -> Self {
         SdkCredentialProvider {
             provider,

@@ -37,20 +37,26 @@ pub struct Catalog {
 /// One `events/<aggregate>.yaml` file.
 #[derive(Debug)]
 pub struct AggregateSpec {
+    /// The aggregate's name (the file name, and the `<name>-events` topic).
     pub name: String,
+    /// The YAML file it was read from.
     pub file: PathBuf,
     /// The `# Owner:` header line.
     pub owner: String,
     /// The `# DLQ Alerts:` header line, when present.
     pub dlq_alerts: Option<String>,
+    /// Its event types, by name.
     pub events: BTreeMap<String, EventSpec>,
 }
 
 /// One event type of an aggregate.
 #[derive(Debug)]
 pub struct EventSpec {
+    /// The event type (`listing.sold`).
     pub name: String,
+    /// What the event means.
     pub description: String,
+    /// Who consumes it.
     pub consumers: Vec<Consumer>,
     /// The current version first, then the previous MAJOR versions still accepted.
     pub versions: Vec<SchemaVersion>,
@@ -60,9 +66,13 @@ pub struct EventSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Consumer {
+    /// The consuming team.
     pub team: String,
+    /// The consuming service.
     pub service: String,
+    /// The consumer's queue name.
     pub queue: String,
+    /// Whether a breaking change blocks a user-facing workflow of this consumer (the RFC).
     #[serde(default)]
     pub critical: bool,
 }
@@ -70,9 +80,13 @@ pub struct Consumer {
 /// One schema version of an event type.
 #[derive(Debug)]
 pub struct SchemaVersion {
+    /// The schema's version.
     pub version: semver::Version,
+    /// Whether producers should move to a newer version.
     pub deprecated: bool,
+    /// When a deprecated version stops being accepted.
     pub sunset: Option<String>,
+    /// The JSON Schema.
     pub schema: Value,
     validator: jsonschema::Validator,
 }
@@ -80,7 +94,9 @@ pub struct SchemaVersion {
 /// Outcome of validating one payload against the catalog.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Validation {
+    /// The payload matches its schema.
     Valid,
+    /// The payload does not match; the validator's message.
     Invalid(String),
 }
 

@@ -438,14 +438,14 @@ fn build_event(envelope: EventEnvelope, delivery: &Delivery, catalog: &Catalog) 
 }
 
 /// Milliseconds since the epoch of an RFC 3339 / ISO 8601 timestamp.
-pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
+pub(crate) fn parse_rfc3339_ms(text: &str) -> Option<i64> {
     DateTime::parse_from_rfc3339(text)
         .ok()
         .map(|time| time.timestamp_millis())
 }
 
 /// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`).
-pub fn trace_id_from_traceparent(traceparent: &str) -> Option<String> {
+pub(crate) fn trace_id_from_traceparent(traceparent: &str) -> Option<String> {
     let mut parts = traceparent.trim().split('-');
     let _version = parts.next()?;
     let trace_id = parts.next()?;

@@ -17,7 +17,9 @@ pub struct DemoOptions {
     pub flows: usize,
     /// Flows start within this many days before `end`.
     pub days: u32,
+    /// The data set ends at this time.
     pub end: DateTime<Utc>,
+    /// Seed of the generator: the same seed gives the same data set.
     pub seed: u64,
     /// Percentage (0-100) of events made schema-invalid.
     pub invalid_percent: u32,
@@ -47,15 +49,25 @@ impl Default for DemoOptions {
 /// One generated event before it is wrapped for delivery.
 #[derive(Debug, Clone)]
 pub struct DemoEvent {
+    /// The aggregate.
     pub aggregate: &'static str,
+    /// The event type.
     pub event_type: &'static str,
+    /// The schema version the payload follows.
     pub schema_version: String,
+    /// The producing system.
     pub producer_system: &'static str,
+    /// The event's id.
     pub event_id: String,
+    /// The business flow it belongs to.
     pub correlation_id: String,
+    /// When it happened.
     pub occurred_at: DateTime<Utc>,
+    /// When it was published.
     pub published_at: DateTime<Utc>,
+    /// The JSON payload.
     pub payload: String,
+    /// The W3C `traceparent`.
     pub traceparent: String,
 }
 
@@ -66,8 +78,11 @@ pub struct DemoData {
     pub events: Vec<DemoEvent>,
     /// The deliveries: one SNS envelope per line (duplicates and poison included).
     pub lines: Vec<String>,
+    /// Events made schema-invalid.
     pub invalid_events: usize,
+    /// Deliveries repeated.
     pub duplicate_deliveries: usize,
+    /// Undecodable messages appended.
     pub poison_messages: usize,
 }
 

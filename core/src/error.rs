@@ -12,17 +12,24 @@ pub enum Error {
     /// The events catalog could not be read or is malformed; the message names the file
     /// and the path inside it.
     #[error("events catalog: {message}")]
-    Catalog { message: String },
+    Catalog {
+        /// What is wrong, naming the file and the path inside it.
+        message: String,
+    },
 
     /// A store URI or another configuration value is not usable.
     #[error("{0}")]
     Config(String),
 
+    /// The object-store operation (`put`, `get`, `list`, ...).
     /// Reading or writing the object store failed.
     #[error("object store {operation} failed for {location}")]
     Store {
+        /// The object-store operation (`put`, `get`, `list`, ...).
         operation: &'static str,
+        /// The object or prefix.
         location: String,
+        /// The object store's error.
         #[source]
         source: object_store::Error,
     },
@@ -38,7 +45,9 @@ pub enum Error {
     /// A local file could not be read.
     #[error("cannot read {path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },

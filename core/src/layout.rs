@@ -12,23 +12,13 @@
 //!   by side) and sortable by creation time.
 //! * Files are immutable. Later capabilities add prefixes beside these two and never
 //!   rewrite a file: `manifests/` (sealing), `index/` (id lookups), `replays/` (the replay
-//!   ledger), `keys/` (sensitive-data keys). [`RESERVED_PREFIXES`] lists them.
+//!   ledger), `keys/` (sensitive-data keys).
 
 use std::fmt;
 
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Timelike, Utc};
 use object_store::path::Path;
 use ulid::Ulid;
-
-/// Top-level prefixes of the store that are owned by Islets Audit.
-pub const RESERVED_PREFIXES: &[&str] = &[
-    "events",
-    "quarantine",
-    "manifests",
-    "index",
-    "replays",
-    "keys",
-];
 
 /// The tables of the archive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -66,8 +56,11 @@ impl fmt::Display for Table {
 /// One hour partition of one table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Partition {
+    /// The table.
     pub table: Table,
+    /// The UTC day.
     pub date: NaiveDate,
+    /// The UTC hour (0-23).
     pub hour: u32,
 }
 
@@ -111,7 +104,9 @@ impl Partition {
 /// Identity of one Parquet object in the archive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DataFile {
+    /// The partition it lies in.
     pub partition: Partition,
+    /// Its ULID (the file name, sortable by creation time).
     pub id: Ulid,
 }
 

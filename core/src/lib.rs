@@ -14,6 +14,8 @@
 //! This crate must not depend on any other Islets crate, nor on HTTP frameworks or CLI
 //! parsers: it is the bottom of the dependency graph.
 
+#![warn(missing_docs)]
+
 pub mod attributes;
 pub mod aws;
 pub mod catalog;

@@ -14,7 +14,7 @@ use crate::layout::Table;
 use crate::schema::LAYOUT_VERSION;
 
 /// Columns with a bloom filter: the point-lookup keys.
-pub const BLOOM_FILTER_COLUMNS: &[&str] = &["event_id", "correlation_id"];
+pub(crate) const BLOOM_FILTER_COLUMNS: &[&str] = &["event_id", "correlation_id"];
 /// Columns whose values rarely repeat: dictionary encoding would only cost time.
 const NO_DICTIONARY_COLUMNS: &[&str] = &[
     "event_id",
@@ -34,6 +34,7 @@ const ZSTD_LEVEL: i32 = 3;
 /// Metadata written into every archive file.
 #[derive(Debug, Clone)]
 pub struct FileMetadata {
+    /// The table the file belongs to.
     pub table: Table,
     /// Where the rows came from (`sqs`, `http`, `file`).
     pub source: String,

@@ -239,7 +239,7 @@ pub fn events_schema() -> SchemaRef {
 }
 
 /// The schema of the `quarantine` table.
-pub fn quarantine_schema() -> SchemaRef {
+pub(crate) fn quarantine_schema() -> SchemaRef {
     static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
     SCHEMA
         .get_or_init(|| build_schema(quarantine_columns()))
@@ -503,7 +503,8 @@ pub fn hive_type(data_type: &DataType) -> String {
 }
 
 /// Markdown table of a schema's columns, for docs.
-pub fn describe_markdown(schema: &Schema) -> String {
+#[cfg(test)]
+fn describe_markdown(schema: &Schema) -> String {
     let mut text = String::from("| column | type | nullable | meaning |\n|---|---|---|---|\n");
     for field in schema.fields() {
         let description = field

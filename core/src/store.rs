@@ -21,9 +21,17 @@ use crate::layout::{DataFile, Partition, Table};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreLocation {
     /// `s3://bucket/prefix`
-    S3 { bucket: String, prefix: String },
+    S3 {
+        /// The bucket.
+        bucket: String,
+        /// The key prefix inside it (`islets`, or empty).
+        prefix: String,
+    },
     /// A local directory (`/var/lib/islets`, `./data`, `file:///var/lib/islets`).
-    Local { root: PathBuf },
+    Local {
+        /// The directory.
+        root: PathBuf,
+    },
 }
 
 impl StoreLocation {
@@ -295,7 +303,7 @@ impl fmt::Display for Archive {
 }
 
 /// Longest one object-store request may take (a Parquet file of a flush is tens of MB).
-pub const STORE_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const STORE_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn s3_store(bucket: &str, aws: &SdkConfig) -> object_store::Result<object_store::aws::AmazonS3> {
     let mut builder = AmazonS3Builder::new()

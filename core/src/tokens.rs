@@ -39,7 +39,9 @@ pub struct Tokens {
 /// Who a token belongs to and what it may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
+    /// The token's name (in the tokens file and the access log).
     pub name: String,
+    /// What it may do (`audit:read`, `audit:sql`, ...).
     pub scopes: BTreeSet<String>,
 }
 
@@ -60,7 +62,12 @@ pub enum Denial {
     /// No bearer token, or one not in the file (401).
     Unauthenticated,
     /// A known token without the scope (403).
-    MissingScope { who: String, scope: &'static str },
+    MissingScope {
+        /// The token's name.
+        who: String,
+        /// The scope the request needs.
+        scope: &'static str,
+    },
 }
 
 impl Denial {
@@ -161,12 +168,6 @@ impl Tokens {
             })
         }
     }
-}
-
-/// The body of every HTTP error of every Islets server:
-/// `{"error":{"code","message","details"}}`.
-pub fn error_body(code: &str, message: &str, details: serde_json::Value) -> serde_json::Value {
-    serde_json::json!({"error": {"code": code, "message": message, "details": details}})
 }
 
 #[cfg(test)]

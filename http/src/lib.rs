@@ -4,7 +4,8 @@
 //! * [`ApiError`]: the `{"error":{"code","message","details"}}` body, built from any
 //!   error that says its [`islets_core::kind::ErrorKind`]; 5xx bodies stay generic and
 //!   the details go to the log;
-//! * [`health`]: `/healthz`, `/readyz` and the `/metrics` response;
+//! * [`healthz`], [`readiness`], [`metrics_response`]: `/healthz`, `/readyz` and the
+//!   `/metrics` response;
 //! * [`authenticate`]: bearer tokens and scopes, 401 and 403;
 //! * [`check_listener`]: no unauthenticated listener beyond loopback;
 //! * [`serve`]: the accept loop with a header-read timeout, a connection limit, the
@@ -17,11 +18,12 @@
 
 mod auth;
 mod error;
-pub mod health;
+mod health;
 mod listen;
 mod server;
 
 pub use auth::authenticate;
 pub use error::{ApiError, not_found};
+pub use health::{healthz, metrics_response, readiness};
 pub use listen::{check_listener, is_loopback};
 pub use server::{HostCheck, ServerLimits, serve};

@@ -10,18 +10,18 @@ use crate::error::{Error, Result};
 use crate::table::{self, TableLocation};
 
 /// The RFC's retention floor: the archive keeps events for at least a year.
-pub const MIN_RETENTION_DAYS: u32 = 365;
+pub(crate) const MIN_RETENTION_DAYS: u32 = 365;
 /// Athena's smallest per-query scan cutoff (10 MB).
-pub const MIN_BYTES_SCANNED_CUTOFF: u64 = 10_000_000;
+pub(crate) const MIN_BYTES_SCANNED_CUTOFF: u64 = 10_000_000;
 /// SQS's bound on the visibility timeout (12 hours).
 const MAX_VISIBILITY_TIMEOUT_SECS: u32 = 43_200;
 /// SQS's bound on a redrive policy's maxReceiveCount.
 const MAX_RECEIVE_COUNT: u32 = 1_000;
 /// Suffix of the dead-letter queue's name.
-pub const DLQ_SUFFIX: &str = "-dlq";
+pub(crate) const DLQ_SUFFIX: &str = "-dlq";
 /// Key prefix of the Athena results in the archive bucket, by default (outside the archive
 /// prefix, with its own 30-day lifecycle rule).
-pub const DEFAULT_RESULTS_PREFIX: &str = "athena-results/";
+pub(crate) const DEFAULT_RESULTS_PREFIX: &str = "athena-results/";
 
 /// S3 Object Lock retention mode of a write-once bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -47,6 +47,10 @@ impl ObjectLockMode {
 /// `ISLETS_*` environment variable named in its help; the variables shared with
 /// `islets-ingester` and `islets-query` mean the same value there. AWS settings come from
 /// the SDK's own chain (`AWS_REGION`, `AWS_PROFILE`, `AWS_ENDPOINT_URL`, roles, ...).
+#[allow(
+    rustdoc::invalid_html_tags,
+    reason = "clap shows these doc comments as --help text, where <aggregate> is meant literally"
+)]
 #[derive(Debug, Clone, Args)]
 pub struct ProvisionArgs {
     /// The archive bucket, created when missing (3-63 lowercase letters, digits, '.', '-').
@@ -186,6 +190,7 @@ pub struct ProvisionArgs {
 /// Where the workgroup's results go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResultsLocation {
+    /// The bucket.
     pub bucket: String,
     /// Key prefix, ending with `/` unless empty.
     pub key_prefix: String,
@@ -200,22 +205,37 @@ impl fmt::Display for ResultsLocation {
 /// The validated configuration `provision` works from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProvisionConfig {
+    /// The archive bucket (`--bucket`).
     pub bucket: String,
     /// Without slashes at either end.
     pub prefix: String,
+    /// Days the archive is kept (`--retention-days`).
     pub retention_days: u32,
+    /// The KMS key encrypting the archive; `None`: SSE-S3.
     pub kms_key_id: Option<String>,
+    /// The audit queue's name.
     pub queue_name: String,
+    /// The dead-letter queue's name.
     pub dlq_name: String,
+    /// The audit queue's visibility timeout.
     pub visibility_timeout_secs: u32,
+    /// Receives before a message moves to the dead-letter queue.
     pub max_receive_count: u32,
+    /// The events catalog.
     pub events_dir: PathBuf,
+    /// Create the `<aggregate>-events` topics that do not exist (`--create-topics`).
     pub create_topics: bool,
+    /// The Glue database (`--athena-database`).
     pub glue_database: String,
+    /// The Athena workgroup.
     pub athena_workgroup: String,
+    /// Where Athena writes results (`--athena-output`).
     pub athena_results: ResultsLocation,
+    /// The workgroup's per-query bytes-scanned cutoff.
     pub bytes_scanned_cutoff: u64,
+    /// Object Lock on the archive bucket (only when it is created).
     pub object_lock: Option<ObjectLockMode>,
+    /// Report the changes without making them.
     pub dry_run: bool,
 }
 

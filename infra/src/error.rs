@@ -18,14 +18,24 @@ pub enum Error {
     /// Reading the current state before any change failed (credentials, region, endpoint,
     /// permissions).
     #[error("{context}: {message} (nothing was changed)")]
-    Preflight { context: String, message: String },
+    Preflight {
+        /// What was being read.
+        context: String,
+        /// Why it failed.
+        message: String,
+    },
 
     /// An AWS call failed while changes were being applied. Changes made before it stay;
     /// provisioning is idempotent, so a second run continues where this one stopped.
     #[error(
         "{operation} failed: {message} (changes before this one were applied; fix the cause and run provision again)"
     )]
-    Aws { operation: String, message: String },
+    Aws {
+        /// The AWS operation.
+        operation: String,
+        /// The SDK's error, in one line.
+        message: String,
+    },
 }
 
 impl Error {

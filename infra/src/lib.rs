@@ -1,15 +1,15 @@
 //! `islets-infra`: provisioning of the audit pipeline on AWS (see `docs/DEPLOY.md`), the
 //! same resources as the CloudFormation template in `infra/cloudformation/`:
 //!
-//! * the archive bucket ([`bucket`]): default encryption, public access blocked, ACLs
+//! * the archive bucket (module `bucket`): default encryption, public access blocked, ACLs
 //!   disabled, lifecycle (expiry after the retention, Athena results, incomplete uploads),
 //!   optional Object Lock;
 //! * the audit queue and its dead-letter queue, and the queue policy admitting only the
-//!   aggregate topics ([`queues`]);
+//!   aggregate topics (module `queues`);
 //! * the audit queue's subscriptions to every `<aggregate>-events` topic of the events
-//!   catalog, in envelope mode ([`topics`]);
-//! * the Glue database and `events` table generated from the Arrow schema ([`table`],
-//!   [`glue`]), and the Athena workgroup ([`athena`]).
+//!   catalog, in envelope mode (module `topics`);
+//! * the Glue database and `events` table generated from the Arrow schema (modules
+//!   `table`, `glue`), and the Athena workgroup (module `athena`).
 //!
 //! [`provision`] is idempotent and diff-based: it checks everything that can refuse the run
 //! first (flags, catalog, KMS key, topics, the bucket), then for each resource reads its
@@ -18,16 +18,17 @@
 //! This crate depends on `islets-core` only (the catalog, the schema, the layout), never
 //! on the ingester, query or replay crates.
 
-pub mod config;
-pub mod error;
-pub mod plan;
-pub mod table;
+#![warn(missing_docs)]
 
 mod athena;
 mod bucket;
+mod config;
+mod error;
 mod glue;
 mod kms;
+mod plan;
 mod queues;
+mod table;
 mod topics;
 
 #[cfg(test)]
@@ -36,9 +37,10 @@ mod template_tests;
 use aws_config::SdkConfig;
 use islets_core::catalog::{AggregateSpec, Catalog};
 
-pub use config::{ObjectLockMode, ProvisionArgs, ProvisionConfig};
+pub use config::{ObjectLockMode, ProvisionArgs, ProvisionConfig, ResultsLocation};
 pub use error::{Error, Result};
 pub use plan::{Change, Report};
+pub use table::{Column, columns};
 
 use crate::bucket::Encryption;
 use crate::plan::Plan;

@@ -5,6 +5,7 @@ use std::fmt;
 /// One change to one resource ("create bucket audit-archive", "set lifecycle of ...").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
+    /// The change in words.
     pub description: String,
 }
 
@@ -17,7 +18,9 @@ impl fmt::Display for Change {
 /// What a run did (or, dry-running, would do).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
+    /// Every change, in order.
     pub changes: Vec<Change>,
+    /// Whether the changes were only reported.
     pub dry_run: bool,
     /// What is wrong but not this command's to change (e.g. a producer's topic that is not
     /// encrypted at rest).

@@ -9,29 +9,34 @@ use islets_core::layout::Table;
 use islets_core::schema::{events_schema, hive_type};
 
 /// Name of the table in the Glue database.
-pub const TABLE_NAME: &str = "events";
+pub(crate) const TABLE_NAME: &str = "events";
 /// The bucket in the checked-in DDL (`infra/athena/events.sql`), a placeholder as in the
 /// IAM policies of `infra/iam/`.
-pub const BUCKET_PLACEHOLDER: &str = "${BucketName}";
+pub(crate) const BUCKET_PLACEHOLDER: &str = "${BucketName}";
 /// Glue's limit on a column comment.
 const MAX_COMMENT_CHARS: usize = 255;
 
-pub const TABLE_DESCRIPTION: &str = "One row per archived event message (duplicates from SQS redelivery share event_id). Partitioned by the UTC hour of published_at.";
-pub const DATABASE_DESCRIPTION: &str =
+pub(crate) const TABLE_DESCRIPTION: &str = "One row per archived event message (duplicates from SQS redelivery share event_id). Partitioned by the UTC hour of published_at.";
+pub(crate) const DATABASE_DESCRIPTION: &str =
     "Islets Audit archive (Parquet, Hive partitions date=/hour=)";
-pub const INPUT_FORMAT: &str = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat";
-pub const OUTPUT_FORMAT: &str = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat";
-pub const SERDE_LIBRARY: &str = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe";
+pub(crate) const INPUT_FORMAT: &str =
+    "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat";
+pub(crate) const OUTPUT_FORMAT: &str =
+    "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat";
+pub(crate) const SERDE_LIBRARY: &str =
+    "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe";
 /// First day partition projection covers. A fixed start rather than "NOW minus the
 /// retention": raising the retention, or Object Lock, never hides data from Athena.
-pub const PROJECTION_START: &str = "2025-01-01";
+pub(crate) const PROJECTION_START: &str = "2025-01-01";
 
 /// One column (or partition key) of the Glue table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Column {
+    /// The column's name.
     pub name: String,
     /// Hive type (`string`, `timestamp`, `map<string,struct<...>>`).
     pub hive_type: String,
+    /// What the column holds (the Glue column comment).
     pub comment: Option<String>,
 }
 
@@ -77,7 +82,7 @@ pub fn columns() -> Vec<Column> {
 }
 
 /// The partition keys: the UTC date and hour of `published_at` (`islets_core::layout`).
-pub fn partition_keys() -> Vec<Column> {
+pub(crate) fn partition_keys() -> Vec<Column> {
     vec![
         Column {
             name: "date".to_owned(),
@@ -94,7 +99,7 @@ pub fn partition_keys() -> Vec<Column> {
 
 /// The table's parameters: Parquet, and partition projection over the layout's
 /// `date=yyyy-MM-dd/hour=HH` directories, so Athena never needs `MSCK REPAIR`.
-pub fn table_parameters(location: &TableLocation) -> BTreeMap<String, String> {
+pub(crate) fn table_parameters(location: &TableLocation) -> BTreeMap<String, String> {
     let hours: Vec<String> = (0..24).map(|hour| format!("{hour:02}")).collect();
     [
         ("classification", "parquet".to_owned()),
@@ -115,13 +120,13 @@ pub fn table_parameters(location: &TableLocation) -> BTreeMap<String, String> {
 }
 
 /// The SerDe's parameters.
-pub fn serde_parameters() -> BTreeMap<String, String> {
+pub(crate) fn serde_parameters() -> BTreeMap<String, String> {
     BTreeMap::from([("serialization.format".to_owned(), "1".to_owned())])
 }
 
 /// The Athena `CREATE EXTERNAL TABLE` statement of the same table (no SQL comments: it is
 /// pasted as is into Athena's editor or StartQueryExecution).
-pub fn events_ddl(database: &str, location: &TableLocation) -> String {
+pub(crate) fn events_ddl(database: &str, location: &TableLocation) -> String {
     let render = |column: &Column| {
         let comment = column
             .comment

@@ -24,13 +24,19 @@ pub enum SourceKind {
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
+    /// One JSON object a line.
     Json,
+    /// Human-readable lines.
     Text,
 }
 
 /// Raw arguments of `islets-ingester`. Every flag can also be set through the `ISLETS_*`
 /// environment variable named in its help; AWS settings come from the SDK's own chain
 /// (`AWS_REGION`, `AWS_PROFILE`, `AWS_ENDPOINT_URL`, instance roles, ...).
+#[allow(
+    rustdoc::invalid_html_tags,
+    reason = "clap shows these doc comments as --help text, where <aggregate> is meant literally"
+)]
 #[derive(Debug, Clone, Args)]
 pub struct IngesterArgs {
     /// Where messages come from.
@@ -122,9 +128,13 @@ pub struct IngesterArgs {
 /// When the buffer is flushed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlushLimits {
+    /// Flush when the buffer holds this many rows.
     pub max_rows: usize,
+    /// Flush when the buffer holds this many bytes.
     pub max_bytes: usize,
+    /// Flush when the oldest buffered row is this old.
     pub max_age: Duration,
+    /// Flushes in flight at once; the receive loop pauses beyond them.
     pub max_concurrent_flushes: usize,
 }
 
@@ -152,30 +162,46 @@ impl Default for FlushLimits {
 /// SQS settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SqsSettings {
+    /// The audit queue.
     pub queue_url: String,
+    /// Concurrent long polls.
     pub pollers: usize,
+    /// Long-poll wait.
     pub wait_time: Duration,
+    /// Visibility timeout asked for each receive (extended while held).
     pub visibility_timeout: Duration,
+    /// Stop once the queue is empty (backfills, tests).
     pub exit_when_idle: bool,
 }
 
 /// The validated source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceConfig {
+    /// Drain the audit SQS queue.
     Sqs(SqsSettings),
+    /// Accept `POST /v1/ingest`.
     Http,
-    File { input: PathBuf },
+    /// Read an NDJSON file of SQS message bodies.
+    File {
+        /// The NDJSON file.
+        input: PathBuf,
+    },
 }
 
 /// The validated configuration `run` works from.
 #[derive(Debug, Clone)]
 pub struct IngesterConfig {
+    /// Where events come from.
     pub source: SourceConfig,
+    /// The archive.
     pub store: StoreLocation,
+    /// The events catalog.
     pub events_dir: PathBuf,
+    /// Where the HTTP server (ingest, health, metrics) listens.
     pub listen: Option<SocketAddr>,
     /// Bearer tokens for `POST /v1/ingest`; none means authentication is off.
     pub tokens_file: Option<PathBuf>,
+    /// When the buffer is flushed.
     pub limits: FlushLimits,
     /// How a flush that cannot store its files is retried (not a flag: tests shorten it).
     pub flush_retry: FlushRetry,

@@ -13,7 +13,9 @@ pub enum Error {
     /// A dependency (store, queue, catalog) is not usable at start-up.
     #[error("{context}: {source}")]
     Startup {
+        /// What was being set up.
         context: String,
+        /// Why it failed.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
@@ -25,14 +27,18 @@ pub enum Error {
     /// An SQS call failed.
     #[error("sqs {operation} failed: {message}")]
     Queue {
+        /// The SQS operation.
         operation: &'static str,
+        /// The SDK's error, in one line.
         message: String,
     },
 
     /// Reading the input or binding a socket failed.
     #[error("{context}: {source}")]
     Io {
+        /// What was being read or bound.
         context: String,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },

@@ -5,17 +5,21 @@
 //! Parquet object holding its row is stored; a crash at any point means redelivery and
 //! duplicate rows, never a missing row.
 //!
-//! Depends on `islets-core` only; never on the query, replay or infra crates.
+//! Depends on `islets-core` and `islets-http`; never on the query, replay or infra crates.
+//! The `Queue` boundary ([`Queue`], with [`SqsQueue`] and [`InMemoryQueue`]) is held to
+//! one contract by [`queue_contract`], run against both.
 
-pub mod config;
-pub mod error;
-pub mod metrics;
-pub mod pipeline;
-pub mod queue;
+#![warn(missing_docs)]
+
+mod config;
+mod error;
+mod metrics;
+mod pipeline;
+mod queue;
 pub mod queue_contract;
-pub mod server;
-pub mod sources;
-pub mod visibility;
+mod server;
+mod sources;
+mod visibility;
 
 #[cfg(test)]
 mod contract_tests;
@@ -30,13 +34,18 @@ use islets_core::store::Archive;
 use islets_core::tokens::Tokens;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{IngesterArgs, IngesterConfig, LogFormat, SourceConfig};
+pub use config::{
+    DEFAULT_LISTEN, FlushLimits, IngesterArgs, IngesterConfig, LogFormat, SourceConfig, SourceKind,
+    SqsSettings,
+};
 pub use error::{Error, Result};
-pub use pipeline::PipelineSummary;
+pub use pipeline::{FLUSH_RETRY, PipelineSummary};
+pub use queue::{InMemoryQueue, Queue, QueueDepth, ReceivedMessage, SqsQueue};
+pub use server::{MAX_CONCURRENT_INGESTS, MAX_INGEST_BODY_BYTES, MAX_INGEST_LINES};
 
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, PipelineContext};
-use crate::queue::{Queue, SqsQueue};
+
 use crate::server::{HttpIngest, ServerState};
 
 /// How long start-up waits for the store and the queue to answer.
@@ -44,8 +53,11 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The dependencies `run` builds from the configuration; tests may supply their own.
 pub struct Components {
+    /// The events catalog.
     pub catalog: Arc<Catalog>,
+    /// The archive.
     pub archive: Archive,
+    /// The queue of the SQS source; `None` for the HTTP and file sources.
     pub queue: Option<Arc<dyn Queue>>,
 }
 

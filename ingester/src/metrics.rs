@@ -8,20 +8,20 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct EventLabels {
+pub(crate) struct EventLabels {
     pub aggregate: String,
     pub event_type: String,
 }
 
 /// How long the ingester may go without completing a receive (SQS source), or, while it
 /// holds unacknowledged messages, without completing a flush, before it calls itself stalled.
-pub const STALL_TIMEOUT_MS: i64 = 5 * 60 * 1000;
+pub(crate) const STALL_TIMEOUT_MS: i64 = 5 * 60 * 1000;
 
 impl Metrics {
     /// Why the ingester is stalled at `now_ms`, if it is: a receive loop that completes no
     /// call (a silent connection, an unreachable queue), or messages held while no flush
     /// completes (an unreachable store). `started_ms` stands in for "never".
-    pub fn stall(&self, now_ms: i64, started_ms: i64, polls: bool) -> Option<String> {
+    pub(crate) fn stall(&self, now_ms: i64, started_ms: i64, polls: bool) -> Option<String> {
         let since = |gauge: &Gauge| now_ms - gauge.get().max(started_ms);
         let receive_age = since(&self.last_receive_completed_ms);
         if polls && receive_age > STALL_TIMEOUT_MS {
@@ -43,12 +43,12 @@ impl Metrics {
 }
 
 /// The label value of aggregates and event types the catalog does not know.
-pub const UNKNOWN_LABEL: &str = "unknown";
+pub(crate) const UNKNOWN_LABEL: &str = "unknown";
 
 impl EventLabels {
     /// Labels from the message's attributes, bounded by the catalog: a type the catalog
     /// does not define is counted as `unknown`, so senders cannot mint new series.
-    pub fn bounded(
+    pub(crate) fn bounded(
         catalog: &islets_core::catalog::Catalog,
         aggregate: Option<&str>,
         event_type: Option<&str>,
@@ -75,18 +75,18 @@ impl EventLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TableLabels {
+pub(crate) struct TableLabels {
     pub table: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct SourceLabels {
+pub(crate) struct SourceLabels {
     pub source: String,
 }
 
 /// Every metric the ingester exports.
 #[derive(Debug)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     pub events_archived: Family<EventLabels, Counter>,
     pub event_bytes_archived: Family<EventLabels, Counter>,
     pub schema_invalid: Family<EventLabels, Counter>,
@@ -116,7 +116,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut registry = Registry::with_prefix("islets_ingester");
         let metrics_registry = &mut registry;
         let events_archived = Family::<EventLabels, Counter>::default();
@@ -279,7 +279,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition.
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let mut text = String::new();
         if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {
             text.clear();
@@ -294,7 +294,7 @@ impl Default for Metrics {
     }
 }
 
-pub fn source_label(source: &str) -> SourceLabels {
+pub(crate) fn source_label(source: &str) -> SourceLabels {
     SourceLabels {
         source: source.to_owned(),
     }

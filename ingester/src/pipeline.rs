@@ -34,7 +34,7 @@ use crate::visibility::Heartbeat;
 
 /// How a batch's messages are acknowledged once their rows are durable.
 #[derive(Debug)]
-pub enum Ack {
+pub(crate) enum Ack {
     /// Delete these SQS receipt handles.
     Sqs(Vec<String>),
     /// Answer a waiting HTTP request.
@@ -45,7 +45,7 @@ pub enum Ack {
 
 /// What one batch of messages became.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct BatchOutcome {
+pub(crate) struct BatchOutcome {
     /// Messages received.
     pub messages: usize,
     /// Rows written to the events table.
@@ -58,7 +58,7 @@ pub struct BatchOutcome {
 
 /// Decoded messages of one source batch, with how to acknowledge them.
 #[derive(Debug)]
-pub struct DecodedBatch {
+pub(crate) struct DecodedBatch {
     pub source: IngestSource,
     pub events: Vec<EventRecord>,
     pub quarantined: Vec<QuarantineRecord>,
@@ -67,7 +67,7 @@ pub struct DecodedBatch {
 
 impl DecodedBatch {
     /// Decodes deliveries (CPU work: call from a blocking thread for large batches).
-    pub fn decode(
+    pub(crate) fn decode(
         deliveries: &[Delivery],
         catalog: &Catalog,
         source: IngestSource,
@@ -106,10 +106,15 @@ impl DecodedBatch {
 /// Totals of a pipeline run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct PipelineSummary {
+    /// Messages received.
     pub messages: usize,
+    /// Events archived.
     pub events: usize,
+    /// Events archived that fail their schema.
     pub schema_invalid: usize,
+    /// Messages quarantined (undecodable).
     pub quarantined: usize,
+    /// Files written.
     pub files: usize,
     /// Messages whose rows could not be stored (not acknowledged: SQS redelivers them).
     pub failed_messages: usize,
@@ -117,7 +122,7 @@ pub struct PipelineSummary {
 
 /// What the pipeline needs from the outside.
 #[derive(Clone)]
-pub struct PipelineContext {
+pub(crate) struct PipelineContext {
     pub archive: Archive,
     pub metrics: Arc<Metrics>,
     /// The queue SQS acknowledgements go to.
@@ -136,14 +141,14 @@ pub struct PipelineContext {
 /// (exponential backoff with full jitter), bounded in attempts. With object_store's own
 /// retries inside each attempt: minutes, not hours, before a buffer is given up and SQS
 /// redelivers its messages.
-pub type FlushRetry = islets_core::retry::RetryPolicy;
+pub(crate) type FlushRetry = islets_core::retry::RetryPolicy;
 
-/// The default [`FlushRetry`]: 6 attempts, delays up to 2 s, 4 s, ... 64 s.
+/// The default retry policy of a flush: 6 attempts, delays up to 2 s, 4 s, ... 64 s.
 pub const FLUSH_RETRY: FlushRetry =
     FlushRetry::new(Duration::from_secs(2), Duration::from_secs(64), Some(6));
 
 /// A running pipeline: send batches, then drop the sender and await the summary.
-pub struct Pipeline {
+pub(crate) struct Pipeline {
     pub batches_tx: mpsc::Sender<DecodedBatch>,
     pub task: tokio::task::JoinHandle<Result<PipelineSummary>>,
 }
@@ -154,7 +159,11 @@ const CHANNEL_CAPACITY: usize = 64;
 impl Pipeline {
     /// Starts the batcher. Once `drain` is cancelled every batch is flushed as soon as it
     /// arrives, so shutdown does not wait for `max_age`.
-    pub fn start(context: PipelineContext, limits: FlushLimits, drain: CancellationToken) -> Self {
+    pub(crate) fn start(
+        context: PipelineContext,
+        limits: FlushLimits,
+        drain: CancellationToken,
+    ) -> Self {
         let (batches_tx, batches_rx) = mpsc::channel(CHANNEL_CAPACITY);
         let task = tokio::spawn(run_batcher(batches_rx, Arc::new(context), limits, drain));
         Pipeline { batches_tx, task }

@@ -18,16 +18,22 @@ use crate::error::{Error, Result};
 /// One received message.
 #[derive(Debug, Clone)]
 pub struct ReceivedMessage {
+    /// The handle to delete it or change its visibility with.
     pub receipt_handle: String,
+    /// The body exactly as received.
     pub body: String,
+    /// What SQS attached (message id, sent time, attributes).
     pub metadata: SqsMetadata,
 }
 
 /// Approximate queue depth, as SQS reports it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QueueDepth {
+    /// Messages available to receive.
     pub visible: u64,
+    /// Messages received and not yet deleted.
     pub in_flight: u64,
+    /// Messages not yet visible (delay).
     pub delayed: u64,
 }
 
@@ -69,6 +75,7 @@ pub struct SqsQueue {
 }
 
 impl SqsQueue {
+    /// The queue at `queue_url`, through `client`.
     pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
         SqsQueue {
             client,

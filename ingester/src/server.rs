@@ -34,13 +34,13 @@ pub const MAX_INGEST_LINES: usize = 10_000;
 pub const MAX_CONCURRENT_INGESTS: usize = 4;
 /// Longest the body of an ingest request may take to arrive: a client trickling its body
 /// cannot hold one of the few ingest slots for minutes.
-pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// A request is answered once its rows are durable: at most one buffer age later.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Accepts HTTP ingest into a running pipeline.
 #[derive(Clone)]
-pub struct HttpIngest {
+pub(crate) struct HttpIngest {
     pub catalog: Arc<Catalog>,
     pub batches_tx: mpsc::Sender<DecodedBatch>,
     /// Bearer tokens; `None` means authentication is off (loopback only).
@@ -51,7 +51,7 @@ pub struct HttpIngest {
 
 impl HttpIngest {
     /// Ingest into `batches_tx`, with the default concurrency limit.
-    pub fn new(
+    pub(crate) fn new(
         catalog: Arc<Catalog>,
         batches_tx: mpsc::Sender<DecodedBatch>,
         tokens: Option<Arc<Tokens>>,
@@ -67,7 +67,7 @@ impl HttpIngest {
 
 /// Shared state of the routes.
 #[derive(Clone)]
-pub struct ServerState {
+pub(crate) struct ServerState {
     pub metrics: Arc<Metrics>,
     pub ready: Arc<AtomicBool>,
     pub ingest: Option<HttpIngest>,
@@ -77,9 +77,9 @@ pub struct ServerState {
 }
 
 /// The routes.
-pub fn router(state: ServerState) -> Router {
+pub(crate) fn router(state: ServerState) -> Router {
     Router::new()
-        .route("/healthz", get(islets_http::health::healthz))
+        .route("/healthz", get(islets_http::healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/v1/ingest", post(ingest))
@@ -101,7 +101,7 @@ async fn readyz(State(state): State<ServerState>) -> Result<Json<Value>, ApiErro
         state.polls,
     );
     state.metrics.stalled.set(i64::from(stall.is_some()));
-    islets_http::health::readiness(if !state.ready.load(Ordering::Acquire) {
+    islets_http::readiness(if !state.ready.load(Ordering::Acquire) {
         Err("the ingester is starting or shutting down".to_owned())
     } else if let Some(reason) = stall {
         tracing::warn!(%reason, "stalled");
@@ -118,7 +118,7 @@ async fn metrics(State(state): State<ServerState>) -> Response {
         state.polls,
     );
     state.metrics.stalled.set(i64::from(stall.is_some()));
-    islets_http::health::metrics_response(state.metrics.encode())
+    islets_http::metrics_response(state.metrics.encode())
 }
 
 /// How the body is split into messages.

@@ -20,7 +20,7 @@ use crate::metrics::Metrics;
 use crate::queue::Queue;
 
 /// Extends the visibility of the messages the ingester holds.
-pub struct Heartbeat {
+pub(crate) struct Heartbeat {
     queue: Arc<dyn Queue>,
     timeout: Duration,
     metrics: Arc<Metrics>,
@@ -40,7 +40,7 @@ impl std::fmt::Debug for Heartbeat {
 
 impl Heartbeat {
     /// A heartbeat for messages received with `timeout` as their visibility timeout.
-    pub fn new(queue: Arc<dyn Queue>, timeout: Duration, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(queue: Arc<dyn Queue>, timeout: Duration, metrics: Arc<Metrics>) -> Self {
         Heartbeat {
             queue,
             timeout,
@@ -56,12 +56,12 @@ impl Heartbeat {
     }
 
     /// How often the heartbeat runs, and how old a visibility must be to be extended.
-    pub fn period(&self) -> Duration {
+    pub(crate) fn period(&self) -> Duration {
         (self.timeout / 3).max(Duration::from_millis(100))
     }
 
     /// Starts holding messages just received.
-    pub fn hold(&self, receipt_handles: &[String]) {
+    pub(crate) fn hold(&self, receipt_handles: &[String]) {
         let now = Instant::now();
         let mut held = self.held();
         for handle in receipt_handles {
@@ -70,7 +70,7 @@ impl Heartbeat {
     }
 
     /// Stops holding messages (deleted, or given up).
-    pub fn release(&self, receipt_handles: &[String]) {
+    pub(crate) fn release(&self, receipt_handles: &[String]) {
         let mut held = self.held();
         for handle in receipt_handles {
             held.remove(handle);
@@ -78,13 +78,13 @@ impl Heartbeat {
     }
 
     /// Messages held now.
-    pub fn held_count(&self) -> usize {
+    pub(crate) fn held_count(&self) -> usize {
         self.held().len()
     }
 
     /// One round: extends every message whose visibility was set at least a period ago.
     /// Handles SQS refuses (the message is gone, or its receipt expired) are dropped.
-    pub async fn beat(&self) {
+    pub(crate) async fn beat(&self) {
         let due: Vec<String> = {
             let now = Instant::now();
             let period = self.period();
@@ -132,7 +132,7 @@ impl Heartbeat {
     }
 
     /// Beats every period until `stop`.
-    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+    pub(crate) async fn run(self: Arc<Self>, stop: CancellationToken) {
         let mut ticker = tokio::time::interval(self.period());
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -39,16 +39,16 @@ use datafusion::logical_expr::{
 use datafusion::prelude::SessionContext;
 
 /// Largest single value (a string, a list) a SQL function may produce.
-pub const MAX_VALUE_BYTES: usize = 8 * 1024 * 1024;
+pub(crate) const MAX_VALUE_BYTES: usize = 8 * 1024 * 1024;
 /// Largest output of one function over one batch of rows.
-pub const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
 
 /// Why a value was refused; carried inside DataFusion's error so the API can name it.
 #[derive(Debug, thiserror::Error)]
 #[error(
     "{function}() would produce {what} of about {bytes} bytes, over the {limit}-byte limit of /v1/sql: ask for less"
 )]
-pub struct ValueTooLarge {
+pub(crate) struct ValueTooLarge {
     /// The function.
     pub function: String,
     /// "one value" or "one batch".
@@ -60,7 +60,7 @@ pub struct ValueTooLarge {
 }
 
 /// Finds a [`ValueTooLarge`] in a DataFusion error, however deeply it was wrapped.
-pub fn value_too_large(error: &DataFusionError) -> Option<&ValueTooLarge> {
+pub(crate) fn value_too_large(error: &DataFusionError) -> Option<&ValueTooLarge> {
     let mut current: &(dyn std::error::Error + 'static) = error;
     loop {
         if let Some(found) = current.downcast_ref::<ValueTooLarge>() {
@@ -76,7 +76,7 @@ pub fn value_too_large(error: &DataFusionError) -> Option<&ValueTooLarge> {
 }
 
 /// Replaces every scalar function of `context` with its bounded version.
-pub fn bound_functions(context: &SessionContext) {
+pub(crate) fn bound_functions(context: &SessionContext) {
     let functions: Vec<Arc<ScalarUDF>> = context
         .state()
         .scalar_functions()
@@ -100,7 +100,7 @@ fn bounded(inner: Arc<dyn ScalarUDFImpl>) -> ScalarUDF {
 }
 
 /// Refuses plans that compute values no bound can see: the `||` operator.
-pub fn refuse_unbounded(plan: &LogicalPlan) -> std::result::Result<(), String> {
+pub(crate) fn refuse_unbounded(plan: &LogicalPlan) -> std::result::Result<(), String> {
     let mut refused = None;
     let _ = plan.apply_with_subqueries(|node| {
         let _ = node.apply_expressions(|expr| {

@@ -42,17 +42,17 @@ use crate::table::ArchiveFiles;
 pub const LISTING_TTL: Duration = Duration::from_secs(2);
 /// Hours this close to now (and later) are open: new files land there, so they are
 /// listed again every [`LISTING_TTL`] (one LIST that starts at their keys).
-pub const OPEN_HOURS: i64 = 2;
+pub(crate) const OPEN_HOURS: i64 = 2;
 /// How long the listing of closed hours is reused. Files landing in a closed hour (a
 /// backfill, a DLQ re-drive) become visible within this time.
-pub const CLOSED_LISTING_TTL: Duration = Duration::from_secs(300);
+pub(crate) const CLOSED_LISTING_TTL: Duration = Duration::from_secs(300);
 const STORE_URL: &str = "islets://archive";
 /// Memory all queries of one engine may hold before sorts spill to disk.
-pub const QUERY_MEMORY_BYTES: usize = 512 * 1024 * 1024;
+pub(crate) const QUERY_MEMORY_BYTES: usize = 512 * 1024 * 1024;
 
 /// Memory one `/v1/sql` statement may hold (sorts, joins, aggregates), apart from the
 /// engine's own queries: a heavy statement cannot starve pages and exports.
-pub const SQL_MEMORY_BYTES: usize = 256 * 1024 * 1024;
+pub(crate) const SQL_MEMORY_BYTES: usize = 256 * 1024 * 1024;
 /// Largest `/v1/sql` answer, as encoded JSON rows; beyond it the statement is refused with
 /// `result_too_large` (never a truncated document).
 pub const MAX_SQL_RESULT_BYTES: usize = 16 * 1024 * 1024;

@@ -19,7 +19,7 @@ pub enum Error {
     #[error("sql: {0}")]
     InvalidSql(String),
 
-    /// A `/v1/sql` function would build a value over the bounds of [`crate::bounds`].
+    /// A `/v1/sql` function would build a value over the `/v1/sql` value bounds (8 MiB a value).
     #[error("sql: {0}")]
     ValueTooLarge(String),
 

@@ -46,7 +46,7 @@ const CONCURRENT_READS: usize = 32;
 
 /// The two id columns with bloom filters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdColumn {
+pub(crate) enum IdColumn {
     /// `event_id`.
     EventId,
     /// `correlation_id`.
@@ -101,7 +101,7 @@ impl FileFilters {
 }
 
 /// Bloom filters of the archive's files, by object path.
-pub struct IdIndex {
+pub(crate) struct IdIndex {
     store: Arc<dyn ObjectStore>,
     files: Mutex<HashMap<Path, Arc<FileFilters>>>,
     /// Files that cannot be decoded, with why.
@@ -110,7 +110,7 @@ pub struct IdIndex {
 
 impl IdIndex {
     /// An empty index over the files of this store.
-    pub fn new(store: Arc<dyn ObjectStore>) -> Self {
+    pub(crate) fn new(store: Arc<dyn ObjectStore>) -> Self {
         IdIndex {
             store,
             files: Mutex::new(HashMap::new()),
@@ -125,12 +125,12 @@ impl IdIndex {
     }
 
     /// Whether `path` is known to be unreadable.
-    pub fn is_unreadable(&self, path: &Path) -> bool {
+    pub(crate) fn is_unreadable(&self, path: &Path) -> bool {
         self.unreadable_map().contains_key(path)
     }
 
     /// Every file known to be unreadable, with why.
-    pub fn unreadable(&self) -> Vec<(Path, String)> {
+    pub(crate) fn unreadable(&self) -> Vec<(Path, String)> {
         self.unreadable_map()
             .iter()
             .map(|(path, reason)| (path.clone(), reason.clone()))
@@ -139,7 +139,7 @@ impl IdIndex {
 
     /// Reads the footer and filters of each of `files` not read yet; records those that
     /// cannot be decoded. Returns how many files were newly found unreadable.
-    pub async fn check(&self, files: &[&ObjectMeta]) -> Result<usize> {
+    pub(crate) async fn check(&self, files: &[&ObjectMeta]) -> Result<usize> {
         let before = self.unreadable_map().len();
         self.load(files).await?;
         Ok(self.unreadable_map().len() - before)
@@ -147,7 +147,7 @@ impl IdIndex {
 
     /// Of `files`, those that may hold one of `values` in `column`. Reads the filters of
     /// files not seen before.
-    pub async fn candidates<'a>(
+    pub(crate) async fn candidates<'a>(
         &self,
         files: impl IntoIterator<Item = &'a ObjectMeta>,
         column: IdColumn,
@@ -169,7 +169,7 @@ impl IdIndex {
 
     /// Of `others`, the files holding an event id that one of `selected` holds too: where
     /// other copies of the selected files' events lie. Reads the files not seen before.
-    pub async fn sharing<'a>(
+    pub(crate) async fn sharing<'a>(
         &self,
         selected: &[&ObjectMeta],
         others: Vec<&'a ObjectMeta>,
@@ -220,7 +220,10 @@ impl IdIndex {
     }
 
     /// Forgets the filters of files that are not in `listing` (the whole archive).
-    pub async fn retain_listed<'a>(&self, listing: impl IntoIterator<Item = &'a ObjectMeta>) {
+    pub(crate) async fn retain_listed<'a>(
+        &self,
+        listing: impl IntoIterator<Item = &'a ObjectMeta>,
+    ) {
         let listed: std::collections::HashSet<&Path> =
             listing.into_iter().map(|meta| &meta.location).collect();
         self.files
@@ -328,7 +331,8 @@ impl IdIndex {
     }
 
     /// Files whose filters are held.
-    pub async fn files_held(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) async fn files_held(&self) -> usize {
         self.files.lock().await.len()
     }
 }

@@ -14,12 +14,12 @@ use islets_core::schema::events_schema;
 use crate::model::{EventFilter, EventQuery, GroupBy, Interval, Order, StatsQuery};
 
 /// Name of the registered table (in `/v1/sql`: the de-duplicated view).
-pub const EVENTS_TABLE: &str = "events";
+pub(crate) const EVENTS_TABLE: &str = "events";
 /// In `/v1/sql`: every archived row, duplicates included.
-pub const RAW_EVENTS_TABLE: &str = "events_raw";
+pub(crate) const RAW_EVENTS_TABLE: &str = "events_raw";
 
 /// Partition columns of the `events` table (Hive keys of the layout; Glue partition keys).
-pub const PARTITION_COLUMNS: [&str; 2] = ["date", "hour"];
+pub(crate) const PARTITION_COLUMNS: [&str; 2] = ["date", "hour"];
 
 /// Who runs the text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,9 +31,11 @@ pub enum Dialect {
 }
 
 /// How Athena selects the attributes map: as JSON text, which the engine parses back.
-pub const ATHENA_ATTRIBUTES: &str = "json_format(CAST(\"attributes\" AS JSON)) AS \"attributes\"";
+pub(crate) const ATHENA_ATTRIBUTES: &str =
+    "json_format(CAST(\"attributes\" AS JSON)) AS \"attributes\"";
 /// How Athena selects the reserved binary column: as base64 text.
-pub const ATHENA_CIPHERTEXT: &str = "to_base64(\"payload_ciphertext\") AS \"payload_ciphertext\"";
+pub(crate) const ATHENA_CIPHERTEXT: &str =
+    "to_base64(\"payload_ciphertext\") AS \"payload_ciphertext\"";
 
 /// SQL text and its parameters, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -259,7 +261,7 @@ fn deduplicated(dialect: Dialect, source: &str, where_clause: &str, conflicts: b
 }
 
 /// The `events` view of `/v1/sql`: the raw rows with duplicates collapsed.
-pub fn events_view() -> String {
+pub(crate) fn events_view() -> String {
     format!(
         "CREATE VIEW {EVENTS_TABLE} AS {}",
         deduplicated(Dialect::DataFusion, RAW_EVENTS_TABLE, "", true)
@@ -268,7 +270,7 @@ pub fn events_view() -> String {
 
 /// One page of events, ordered by (`published_at`, `event_id`), after the cursor;
 /// `limit + 1` rows (the extra row tells whether a next page exists).
-pub fn compile_page(query: &EventQuery, dialect: Dialect) -> CompiledQuery {
+pub(crate) fn compile_page(query: &EventQuery, dialect: Dialect) -> CompiledQuery {
     let mut builder = Builder {
         parameters: Vec::new(),
     };
@@ -305,7 +307,7 @@ pub fn compile_page(query: &EventQuery, dialect: Dialect) -> CompiledQuery {
 
 /// A whole business flow: the events of one correlation id, ordered by when they
 /// happened (`occurred_at`), then `published_at`; at most `max_rows`.
-pub fn compile_correlation(
+pub(crate) fn compile_correlation(
     correlation_id: &str,
     max_rows: usize,
     dialect: Dialect,
@@ -333,7 +335,11 @@ pub fn compile_correlation(
 }
 
 /// Every matching event, ordered like pages, with no limit: exports stream it.
-pub fn compile_export(filter: &EventFilter, order: Order, dialect: Dialect) -> CompiledQuery {
+pub(crate) fn compile_export(
+    filter: &EventFilter,
+    order: Order,
+    dialect: Dialect,
+) -> CompiledQuery {
     let mut builder = Builder {
         parameters: Vec::new(),
     };
@@ -359,7 +365,7 @@ pub fn compile_export(filter: &EventFilter, order: Order, dialect: Dialect) -> C
 /// Distinct events per time bucket (and group): `bucket`, `key` (when grouped), `events`.
 /// The bucket width and group column come from enums, never from caller text.
 /// Stats return no attributes, so the text is the same for both dialects.
-pub fn compile_stats(query: &StatsQuery) -> CompiledQuery {
+pub(crate) fn compile_stats(query: &StatsQuery) -> CompiledQuery {
     let mut builder = Builder {
         parameters: Vec::new(),
     };

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use islets_core::store::Archive;
-use islets_query::engine::DataFusionEngine;
+use islets_query::DataFusionEngine;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ReplayConfig, usage};
@@ -199,7 +199,7 @@ pub async fn replay(config: ReplayConfig, cancel: CancellationToken) -> Result<R
         status: "running".to_owned(),
         operator,
         reason: reason.clone(),
-        started_at: islets_query::view::rfc3339_ms(chrono::Utc::now().timestamp_millis()),
+        started_at: islets_query::rfc3339_ms(chrono::Utc::now().timestamp_millis()),
         finished_at: None,
         store: store.clone(),
         selection: selection.clone(),
@@ -251,7 +251,7 @@ pub async fn replay(config: ReplayConfig, cancel: CancellationToken) -> Result<R
         Ok(outcome) => outcome,
         Err(error) => {
             entry.status = "failed".to_owned();
-            entry.finished_at = Some(islets_query::view::rfc3339_ms(
+            entry.finished_at = Some(islets_query::rfc3339_ms(
                 chrono::Utc::now().timestamp_millis(),
             ));
             let _ = entry.save(&archive).await;
@@ -268,7 +268,7 @@ pub async fn replay(config: ReplayConfig, cancel: CancellationToken) -> Result<R
         "completed"
     }
     .to_owned();
-    entry.finished_at = Some(islets_query::view::rfc3339_ms(
+    entry.finished_at = Some(islets_query::rfc3339_ms(
         chrono::Utc::now().timestamp_millis(),
     ));
     entry.outcome = Some(outcome.clone());

@@ -63,7 +63,7 @@ pub struct OutMessage {
 
 impl OutMessage {
     pub fn new(record: EventRecord, markers: &Markers) -> Self {
-        let original_published_at = islets_query::view::rfc3339_ms(record.published_at_ms);
+        let original_published_at = islets_query::rfc3339_ms(record.published_at_ms);
         let mut attributes = record.attributes;
         let free = MAX_ATTRIBUTES.saturating_sub(attributes.len());
         let marking = if free >= 3 {

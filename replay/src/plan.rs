@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use futures::TryStreamExt;
-use islets_query::engine::QueryEngine;
+use islets_query::QueryEngine;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -156,7 +156,7 @@ pub(crate) async fn make_plan(
     let count = ids.len() as u64;
     Ok(Plan {
         version: PLAN_VERSION,
-        created_at: islets_query::view::rfc3339_ms(chrono::Utc::now().timestamp_millis()),
+        created_at: islets_query::rfc3339_ms(chrono::Utc::now().timestamp_millis()),
         store: store.to_owned(),
         selection: selection.clone(),
         target: target.cloned(),
@@ -165,8 +165,8 @@ pub(crate) async fn make_plan(
         by_event_type,
         by_target,
         unsendable,
-        first_published_at: first.map(islets_query::view::rfc3339_ms),
-        last_published_at: last.map(islets_query::view::rfc3339_ms),
+        first_published_at: first.map(islets_query::rfc3339_ms),
+        last_published_at: last.map(islets_query::rfc3339_ms),
         rate,
         estimated_seconds: rate.map(|rate| count as f64 / rate),
         sample_event_ids,

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
 use islets_core::retry::RetryPolicy;
-use islets_query::engine::EventStream;
+use islets_query::EventStream;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;

@@ -10,8 +10,8 @@ use clap::Args;
 use futures::{StreamExt, TryStreamExt};
 use islets_core::catalog::Catalog;
 use islets_core::record::EventRecord;
-use islets_query::engine::{EventStream, QueryEngine};
-use islets_query::model::{EventFilter, EventTypeFilter, Order, identifier, parse_time};
+use islets_query::{EventFilter, EventTypeFilter, Order, identifier, parse_time};
+use islets_query::{EventStream, QueryEngine};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ReplayError, Result};
@@ -20,6 +20,10 @@ use crate::error::{ReplayError, Result};
 const IDS_PER_QUERY: usize = 500;
 
 /// Selection flags of `islets-replay` and `islets-replay drill`.
+#[allow(
+    rustdoc::invalid_html_tags,
+    reason = "clap shows these doc comments as --help text, where <aggregate> is meant literally"
+)]
 #[derive(Debug, Clone, Default, Args)]
 pub struct SelectionArgs {
     /// Start of the range (inclusive) on published_at: RFC 3339, a date (2026-11-01), or a

@@ -262,7 +262,7 @@ impl Sender for SqsSender {
         batch: &[OutMessage],
     ) -> std::result::Result<BatchOutcome, (Retry, String)> {
         let fifo = is_fifo(destination);
-        let now = islets_query::view::rfc3339_ms(chrono::Utc::now().timestamp_millis());
+        let now = islets_query::rfc3339_ms(chrono::Utc::now().timestamp_millis());
         let entries: Vec<SendMessageBatchRequestEntry> = batch
             .iter()
             .enumerate()

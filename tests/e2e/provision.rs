@@ -361,7 +361,7 @@ async fn provision_twice_reports_no_changes_and_creates_the_pipeline() {
             )
         })
         .collect();
-    let generated: Vec<(String, String)> = islets_infra::table::columns()
+    let generated: Vec<(String, String)> = islets_infra::columns()
         .into_iter()
         .map(|column| (column.name, column.hive_type))
         .collect();

@@ -835,7 +835,7 @@ async fn the_sqs_queue_keeps_the_queue_contract() {
     let moto = moto();
     let (queue_url, _) = moto.create_queue_with_dlq(30).await;
     let sqs = moto.sqs();
-    let queue = islets_ingester::queue::SqsQueue::new(sqs.clone(), queue_url.clone());
+    let queue = islets_ingester::SqsQueue::new(sqs.clone(), queue_url.clone());
     islets_ingester::queue_contract::check(&queue, |body, attributes| {
         let request = sqs.send_message().queue_url(&queue_url).message_body(body);
         let request = attributes

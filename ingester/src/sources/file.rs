@@ -19,7 +19,7 @@ const LINES_PER_BATCH: usize = 1_000;
 
 /// Reads `input` to the end (or until `shutdown`), sending decoded batches. Returns the
 /// number of messages read.
-pub async fn run(
+pub(crate) async fn run(
     input: PathBuf,
     catalog: Arc<Catalog>,
     metrics: Arc<Metrics>,

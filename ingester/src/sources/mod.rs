@@ -2,5 +2,5 @@
 //! [`crate::pipeline::DecodedBatch`]es to the pipeline; the HTTP source lives in
 //! [`crate::server`] since it is a route.
 
-pub mod file;
-pub mod sqs;
+pub(crate) mod file;
+pub(crate) mod sqs;

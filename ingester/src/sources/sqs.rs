@@ -43,7 +43,7 @@ struct PollerShared {
 }
 
 /// Polls until `shutdown`, or until the queue is drained when `exit_when_idle` is set.
-pub async fn run(
+pub(crate) async fn run(
     queue: Arc<dyn Queue>,
     heartbeat: Option<Arc<Heartbeat>>,
     settings: SqsSettings,

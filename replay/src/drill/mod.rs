@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use futures::TryStreamExt;
 use islets_core::store::{Archive, StoreLocation};
-use islets_query::engine::DataFusionEngine;
+use islets_query::DataFusionEngine;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -170,7 +170,7 @@ impl DrillConfig {
 
 /// Runs the drill `config` describes, prints its report (and writes it to `--report`).
 pub async fn drill(config: DrillConfig, cancel: CancellationToken) -> Result<DrillReport> {
-    let started_at = islets_query::view::rfc3339_ms(chrono::Utc::now().timestamp_millis());
+    let started_at = islets_query::rfc3339_ms(chrono::Utc::now().timestamp_millis());
     let aws = islets_core::aws::load_sdk_config().await;
     let archive = Archive::open(&config.location, Some(&aws))
         .map_err(|error| usage(format!("--store {}: {error}", config.store)))?;
@@ -269,7 +269,7 @@ pub async fn drill(config: DrillConfig, cancel: CancellationToken) -> Result<Dri
         passed,
         operator: config.operator.clone(),
         started_at,
-        finished_at: islets_query::view::rfc3339_ms(chrono::Utc::now().timestamp_millis()),
+        finished_at: islets_query::rfc3339_ms(chrono::Utc::now().timestamp_millis()),
         store: config.store.clone(),
         selection: config.selection.clone(),
         topic_arn,
