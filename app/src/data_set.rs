@@ -8,22 +8,9 @@ use islets_core::demo::DemoOptions;
 /// The generated data set's shape.
 #[derive(Debug, Clone, Args)]
 pub struct DataSetArgs {
-    /// Directory of the events catalog.
-    #[arg(
-        long,
-        env = "ISLETS_EVENTS_DIR",
-        value_name = "DIR",
-        default_value = "events"
-    )]
-    pub events_dir: PathBuf,
-    /// The RFC's name for --events-dir (an alias).
-    #[arg(
-        long,
-        env = "ISLETS_EVENTS_CONFIG_PATH",
-        value_name = "DIR",
-        hide = true
-    )]
-    pub events_config_path: Option<PathBuf>,
+    /// Where the events catalog is.
+    #[command(flatten)]
+    pub catalog: islets_cli::CatalogArgs,
     /// Business flows to generate (each 2 to 9 events; about 4.7 on average).
     #[arg(long, default_value_t = 300)]
     pub flows: usize,
@@ -39,10 +26,7 @@ impl DataSetArgs {
     /// The catalog directory: --events-dir, or the RFC's ISLETS_EVENTS_CONFIG_PATH when
     /// only that is given.
     pub fn catalog_dir(&self) -> PathBuf {
-        self.events_config_path
-            .clone()
-            .filter(|_| self.events_dir.as_path() == std::path::Path::new("events"))
-            .unwrap_or_else(|| self.events_dir.clone())
+        self.catalog.dir()
     }
 
     /// The generator's options.

@@ -25,22 +25,9 @@ pub struct ServeArgs {
         alias = "data-dir"
     )]
     pub store: PathBuf,
-    /// Directory of the events catalog.
-    #[arg(
-        long,
-        env = "ISLETS_EVENTS_DIR",
-        value_name = "DIR",
-        default_value = "events"
-    )]
-    pub events_dir: PathBuf,
-    /// The RFC's name for --events-dir (an alias).
-    #[arg(
-        long,
-        env = "ISLETS_EVENTS_CONFIG_PATH",
-        value_name = "DIR",
-        hide = true
-    )]
-    pub events_config_path: Option<PathBuf>,
+    /// Where the events catalog is.
+    #[command(flatten)]
+    pub catalog: islets_cli::CatalogArgs,
     /// Address of the ingest API (POST /v1/ingest); loopback only.
     #[arg(long, env = "ISLETS_INGEST_LISTEN", value_name = "ADDR", default_value = islets_ingester::DEFAULT_LISTEN)]
     pub ingest_listen: SocketAddr,
@@ -75,11 +62,7 @@ impl ServeArgs {
             )
             .map_err(Error::Usage)?;
         }
-        let events_dir = self
-            .events_config_path
-            .clone()
-            .filter(|_| self.events_dir.as_path() == std::path::Path::new("events"))
-            .unwrap_or_else(|| self.events_dir.clone());
+        let events_dir = self.catalog.dir();
         let query = islets_api::QueryArgs {
             store: self.store.display().to_string(),
             listen: self.listen,

@@ -106,23 +106,9 @@ pub struct ProvisionArgs {
     )]
     pub max_receive_count: u32,
 
-    /// Directory of the events catalog: the queue is subscribed to the <aggregate>-events
-    /// topic of every events/<aggregate>.yaml.
-    #[arg(
-        long,
-        env = "ISLETS_EVENTS_DIR",
-        value_name = "DIR",
-        default_value = "events"
-    )]
-    pub events_dir: PathBuf,
-    /// The RFC's name for --events-dir (an alias, used when --events-dir is not given).
-    #[arg(
-        long,
-        env = "ISLETS_EVENTS_CONFIG_PATH",
-        value_name = "DIR",
-        hide = true
-    )]
-    pub events_config_path: Option<PathBuf>,
+    /// Where the events catalog is.
+    #[command(flatten)]
+    pub catalog: islets_cli::CatalogArgs,
 
     /// Create the <aggregate>-events topics that do not exist (development accounts).
     /// Without it a missing topic is an error: in production the producers own them.
@@ -258,10 +244,7 @@ impl ProvisionArgs {
     /// The catalog directory: --events-dir (ISLETS_EVENTS_DIR), or the RFC's
     /// ISLETS_EVENTS_CONFIG_PATH when only that is given.
     pub fn catalog_dir(&self) -> PathBuf {
-        self.events_config_path
-            .clone()
-            .filter(|_| self.events_dir.as_path() == std::path::Path::new("events"))
-            .unwrap_or_else(|| self.events_dir.clone())
+        self.catalog.dir()
     }
 
     /// Validates the arguments. Reads nothing from the environment, the disk or AWS.

@@ -67,22 +67,9 @@ pub struct IngesterArgs {
     #[arg(long, env = "ISLETS_TOKENS_FILE", value_name = "FILE")]
     pub tokens_file: Option<PathBuf>,
 
-    /// Directory of the events catalog (events/<aggregate>.yaml).
-    #[arg(
-        long,
-        env = "ISLETS_EVENTS_DIR",
-        value_name = "DIR",
-        default_value = "events"
-    )]
-    pub events_dir: PathBuf,
-    /// The RFC's name for --events-dir (an alias, used when --events-dir is not given).
-    #[arg(
-        long,
-        env = "ISLETS_EVENTS_CONFIG_PATH",
-        value_name = "DIR",
-        hide = true
-    )]
-    pub events_config_path: Option<PathBuf>,
+    /// Where the events catalog is.
+    #[command(flatten)]
+    pub catalog: islets_cli::CatalogArgs,
 
     /// Drain the queue, flush, delete, and exit once it stays empty (drills, tests).
     #[arg(long, env = "ISLETS_EXIT_WHEN_IDLE")]
@@ -216,10 +203,7 @@ impl IngesterArgs {
     /// The catalog directory: --events-dir (ISLETS_EVENTS_DIR), or the RFC's
     /// ISLETS_EVENTS_CONFIG_PATH when only that is given.
     pub fn catalog_dir(&self) -> PathBuf {
-        self.events_config_path
-            .clone()
-            .filter(|_| self.events_dir.as_path() == std::path::Path::new("events"))
-            .unwrap_or_else(|| self.events_dir.clone())
+        self.catalog.dir()
     }
 
     /// Validates the arguments. Reads nothing from the environment or the disk.

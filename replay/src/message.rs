@@ -169,11 +169,11 @@ impl OutMessage {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use islets_core::record::{DeliveryMode, IngestSource};
 
-    fn record(attributes: usize) -> EventRecord {
+    pub(crate) fn record(attributes: usize) -> EventRecord {
         EventRecord {
             event_id: "e-1".into(),
             event_type: Some("sold".into()),

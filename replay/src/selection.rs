@@ -60,22 +60,9 @@ pub struct SelectionArgs {
     #[arg(long, value_name = "FILE")]
     pub events_from: Option<PathBuf>,
 
-    /// Directory of the events catalog (events/<aggregate>.yaml), to check --event-type.
-    #[arg(
-        long,
-        env = "ISLETS_EVENTS_DIR",
-        value_name = "DIR",
-        default_value = "events"
-    )]
-    pub events_dir: PathBuf,
-    /// The RFC's name for --events-dir (an alias, used when --events-dir is not given).
-    #[arg(
-        long,
-        env = "ISLETS_EVENTS_CONFIG_PATH",
-        value_name = "DIR",
-        hide = true
-    )]
-    pub events_config_path: Option<PathBuf>,
+    /// Where the events catalog is.
+    #[command(flatten)]
+    pub catalog: islets_cli::CatalogArgs,
 }
 
 /// A validated selection; times resolved to absolute RFC 3339.
@@ -118,10 +105,7 @@ impl SelectionArgs {
     /// The catalog directory: --events-dir (ISLETS_EVENTS_DIR), or the RFC's
     /// ISLETS_EVENTS_CONFIG_PATH when only that is given.
     pub fn catalog_dir(&self) -> PathBuf {
-        self.events_config_path
-            .clone()
-            .filter(|_| self.events_dir.as_path() == std::path::Path::new("events"))
-            .unwrap_or_else(|| self.events_dir.clone())
+        self.catalog.dir()
     }
 
     /// Whether any selection flag is given.
@@ -372,8 +356,9 @@ mod tests {
 
     fn args() -> SelectionArgs {
         SelectionArgs {
-            events_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../events"),
-            events_config_path: None,
+            catalog: islets_cli::CatalogArgs::at(
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../events"),
+            ),
             ..SelectionArgs::default()
         }
     }

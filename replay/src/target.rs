@@ -155,18 +155,53 @@ fn retry_of<E: aws_sdk_sns::error::ProvideErrorMetadata>(
 
 /// One failed entry of a batch answer: its index in the batch, whether a retry can help
 /// (the sender's fault cannot be retried away), and why.
-fn failed_entry(
-    id: &str,
-    sender_fault: bool,
-    code: &str,
-    message: Option<String>,
-) -> Option<(usize, Retry, String)> {
-    let retry = if sender_fault { Retry::No } else { Retry::Yes };
-    Some((
-        id.parse().ok()?,
-        retry,
-        format!("{code}: {}", message.unwrap_or_default()),
-    ))
+/// The entries of one batch call: one per message whose entry could be built, and the
+/// messages whose entry could not (they fail alone: never sent, never counted delivered).
+fn build_entries<E>(
+    batch: &[OutMessage],
+    build: impl Fn(usize, &OutMessage) -> std::result::Result<E, String>,
+) -> (Vec<E>, Vec<(usize, Retry, String)>) {
+    let mut entries = Vec::with_capacity(batch.len());
+    let mut refused = Vec::new();
+    for (index, message) in batch.iter().enumerate() {
+        match build(index, message) {
+            Ok(entry) => entries.push(entry),
+            Err(error) => {
+                refused.push((index, Retry::No, format!("cannot build the entry: {error}")))
+            }
+        }
+    }
+    (entries, refused)
+}
+
+/// The failed entries of a batch answer (`id` is the index sent), after those refused
+/// before sending. An id that names no message sent fails the whole call (retried: at most
+/// duplicates), so a failure is never taken for a delivery.
+fn failed_entries(
+    mut failed: Vec<(usize, Retry, String)>,
+    answer: impl Iterator<Item = (String, bool, String, Option<String>)>,
+    batch_len: usize,
+) -> std::result::Result<BatchOutcome, (Retry, String)> {
+    let refused: Vec<usize> = failed.iter().map(|(index, _, _)| *index).collect();
+    for (id, sender_fault, code, message) in answer {
+        let index = id
+            .parse::<usize>()
+            .ok()
+            .filter(|index| *index < batch_len && !refused.contains(index));
+        let Some(index) = index else {
+            return Err((
+                Retry::Yes,
+                format!("the answer names entry '{id}', which was not sent ({code})"),
+            ));
+        };
+        let retry = if sender_fault { Retry::No } else { Retry::Yes };
+        failed.push((
+            index,
+            retry,
+            format!("{code}: {}", message.unwrap_or_default()),
+        ));
+    }
+    Ok(BatchOutcome { failed })
 }
 
 /// SNS `PublishBatch`.
@@ -174,13 +209,13 @@ pub(crate) struct SnsSender {
     pub client: aws_sdk_sns::Client,
 }
 
-fn sns_attribute(value: &AttributeValue) -> Option<SnsAttribute> {
+fn sns_attribute(value: &AttributeValue) -> std::result::Result<SnsAttribute, String> {
     let builder = SnsAttribute::builder().data_type(&value.data_type);
     let builder = match value.binary_bytes() {
         Some(bytes) => builder.binary_value(aws_sdk_sns::primitives::Blob::new(bytes)),
         None => builder.string_value(&value.value),
     };
-    builder.build().ok()
+    builder.build().map_err(|error| error.to_string())
 }
 
 #[async_trait]
@@ -191,27 +226,26 @@ impl Sender for SnsSender {
         batch: &[OutMessage],
     ) -> std::result::Result<BatchOutcome, (Retry, String)> {
         let fifo = is_fifo(destination);
-        let entries: Vec<PublishBatchRequestEntry> = batch
-            .iter()
-            .enumerate()
-            .filter_map(|(index, message)| {
-                let attributes: HashMap<String, SnsAttribute> = message
-                    .attributes
-                    .iter()
-                    .filter_map(|(name, value)| sns_attribute(value).map(|v| (name.clone(), v)))
-                    .collect();
-                let mut entry = PublishBatchRequestEntry::builder()
-                    .id(index.to_string())
-                    .message(&message.body)
-                    .set_message_attributes(Some(attributes));
-                if fifo {
-                    entry = entry
-                        .message_group_id(&message.group_id)
-                        .message_deduplication_id(&message.deduplication_id);
-                }
-                entry.build().ok()
-            })
-            .collect();
+        let (entries, refused) = build_entries(batch, |index, message| {
+            let attributes = message
+                .attributes
+                .iter()
+                .map(|(name, value)| sns_attribute(value).map(|value| (name.clone(), value)))
+                .collect::<std::result::Result<HashMap<String, SnsAttribute>, String>>()?;
+            let mut entry = PublishBatchRequestEntry::builder()
+                .id(index.to_string())
+                .message(&message.body)
+                .set_message_attributes(Some(attributes));
+            if fifo {
+                entry = entry
+                    .message_group_id(&message.group_id)
+                    .message_deduplication_id(&message.deduplication_id);
+            }
+            entry.build().map_err(|error| error.to_string())
+        });
+        if entries.is_empty() {
+            return Ok(BatchOutcome { failed: refused });
+        }
         let answer = self
             .client
             .publish_batch()
@@ -220,15 +254,15 @@ impl Sender for SnsSender {
             .send()
             .await
             .map_err(|error| (retry_of(&error), aws_message(&error)))?;
-        let failed = answer
-            .failed
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|entry| {
-                failed_entry(&entry.id, entry.sender_fault, &entry.code, entry.message)
-            })
-            .collect();
-        Ok(BatchOutcome { failed })
+        failed_entries(
+            refused,
+            answer
+                .failed
+                .unwrap_or_default()
+                .into_iter()
+                .map(|entry| (entry.id, entry.sender_fault, entry.code, entry.message)),
+            batch.len(),
+        )
     }
 }
 
@@ -239,7 +273,7 @@ pub(crate) struct SqsSender {
     pub envelope: bool,
 }
 
-fn sqs_attribute(value: &AttributeValue) -> Option<SqsAttribute> {
+fn sqs_attribute(value: &AttributeValue) -> std::result::Result<SqsAttribute, String> {
     // SQS has no String.Array; SNS raw delivery hands it over as a String.
     let data_type = if value.data_type == "String.Array" {
         "String"
@@ -251,7 +285,7 @@ fn sqs_attribute(value: &AttributeValue) -> Option<SqsAttribute> {
         Some(bytes) => builder.binary_value(aws_sdk_sqs::primitives::Blob::new(bytes)),
         None => builder.string_value(&value.value),
     };
-    builder.build().ok()
+    builder.build().map_err(|error| error.to_string())
 }
 
 #[async_trait]
@@ -263,33 +297,32 @@ impl Sender for SqsSender {
     ) -> std::result::Result<BatchOutcome, (Retry, String)> {
         let fifo = is_fifo(destination);
         let now = islets_query::rfc3339_ms(chrono::Utc::now().timestamp_millis());
-        let entries: Vec<SendMessageBatchRequestEntry> = batch
-            .iter()
-            .enumerate()
-            .filter_map(|(index, message)| {
-                let mut entry = SendMessageBatchRequestEntry::builder().id(index.to_string());
-                if self.envelope {
-                    let topic = message.topic_arn.as_deref().unwrap_or_default();
-                    let message_id = ulid::Ulid::new().to_string();
-                    entry = entry.message_body(message.envelope(topic, &message_id, &now));
-                } else {
-                    let attributes: HashMap<String, SqsAttribute> = message
-                        .attributes
-                        .iter()
-                        .filter_map(|(name, value)| sqs_attribute(value).map(|v| (name.clone(), v)))
-                        .collect();
-                    entry = entry
-                        .message_body(&message.body)
-                        .set_message_attributes(Some(attributes));
-                }
-                if fifo {
-                    entry = entry
-                        .message_group_id(&message.group_id)
-                        .message_deduplication_id(&message.deduplication_id);
-                }
-                entry.build().ok()
-            })
-            .collect();
+        let (entries, refused) = build_entries(batch, |index, message| {
+            let mut entry = SendMessageBatchRequestEntry::builder().id(index.to_string());
+            if self.envelope {
+                let topic = message.topic_arn.as_deref().unwrap_or_default();
+                let message_id = ulid::Ulid::new().to_string();
+                entry = entry.message_body(message.envelope(topic, &message_id, &now));
+            } else {
+                let attributes = message
+                    .attributes
+                    .iter()
+                    .map(|(name, value)| sqs_attribute(value).map(|value| (name.clone(), value)))
+                    .collect::<std::result::Result<HashMap<String, SqsAttribute>, String>>()?;
+                entry = entry
+                    .message_body(&message.body)
+                    .set_message_attributes(Some(attributes));
+            }
+            if fifo {
+                entry = entry
+                    .message_group_id(&message.group_id)
+                    .message_deduplication_id(&message.deduplication_id);
+            }
+            entry.build().map_err(|error| error.to_string())
+        });
+        if entries.is_empty() {
+            return Ok(BatchOutcome { failed: refused });
+        }
         let answer = self
             .client
             .send_message_batch()
@@ -298,14 +331,14 @@ impl Sender for SqsSender {
             .send()
             .await
             .map_err(|error| (retry_of(&error), aws_message(&error)))?;
-        let failed = answer
-            .failed
-            .into_iter()
-            .filter_map(|entry| {
-                failed_entry(&entry.id, entry.sender_fault, &entry.code, entry.message)
-            })
-            .collect();
-        Ok(BatchOutcome { failed })
+        failed_entries(
+            refused,
+            answer
+                .failed
+                .into_iter()
+                .map(|entry| (entry.id, entry.sender_fault, entry.code, entry.message)),
+            batch.len(),
+        )
     }
 }
 
@@ -478,4 +511,86 @@ pub(crate) async fn check_topics(
             .map_err(|error| ReplayError::Target(format!("--to-original: {error}")))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{Markers, tests::record};
+
+    fn batch(n: usize) -> Vec<OutMessage> {
+        let markers = Markers {
+            replay_id: "R1".to_owned(),
+            reason: "test".to_owned(),
+        };
+        (0..n)
+            .map(|_| OutMessage::new(record(2), &markers))
+            .collect()
+    }
+
+    #[test]
+    fn a_message_whose_entry_cannot_be_built_fails_alone_and_is_never_sent() {
+        let messages = batch(3);
+        let (entries, refused) = build_entries(&messages, |index, _| {
+            if index == 1 {
+                Err("no body".to_owned())
+            } else {
+                Ok(index)
+            }
+        });
+        assert_eq!(entries, [0, 2]);
+        assert_eq!(refused.len(), 1);
+        assert_eq!((refused[0].0, refused[0].1), (1, Retry::No));
+        assert!(refused[0].2.contains("no body"), "{}", refused[0].2);
+    }
+
+    #[test]
+    fn failed_entries_keep_their_index_and_an_unknown_id_fails_the_call() {
+        let refused = vec![(1, Retry::No, "cannot build the entry".to_owned())];
+        let outcome = failed_entries(
+            refused.clone(),
+            [
+                ("0".to_owned(), false, "Throttled".to_owned(), None),
+                (
+                    "2".to_owned(),
+                    true,
+                    "TooLarge".to_owned(),
+                    Some("256 KiB".to_owned()),
+                ),
+            ]
+            .into_iter(),
+            3,
+        )
+        .expect("every id is known");
+        assert_eq!(outcome.failed.len(), 3);
+        assert_eq!(outcome.failed[1].0, 0);
+        assert_eq!(
+            outcome.failed[1].1,
+            Retry::Yes,
+            "not the sender's fault: retried"
+        );
+        assert_eq!(
+            outcome.failed[2],
+            (2, Retry::No, "TooLarge: 256 KiB".to_owned())
+        );
+        for id in ["7", "x", "-1", "1"] {
+            let answer = [(id.to_owned(), false, "Odd".to_owned(), None)];
+            let error = failed_entries(refused.clone(), answer.into_iter(), 3)
+                .expect_err("an id that names no sent message");
+            assert_eq!(error.0, Retry::Yes, "{id}: the batch is retried");
+        }
+    }
+
+    #[test]
+    fn string_arrays_go_to_sqs_as_strings_and_binary_stays_binary() {
+        let array = AttributeValue {
+            data_type: "String.Array".to_owned(),
+            value: r#"["a","b"]"#.to_owned(),
+        };
+        let sqs = sqs_attribute(&array).expect("attribute");
+        assert_eq!(sqs.data_type(), "String");
+        assert_eq!(sqs.string_value(), Some(r#"["a","b"]"#));
+        let sns = sns_attribute(&array).expect("attribute");
+        assert_eq!(sns.data_type(), "String.Array");
+    }
 }
