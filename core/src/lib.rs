@@ -22,6 +22,7 @@ pub mod catalog;
 pub mod decode;
 pub mod demo;
 pub mod error;
+pub mod journal;
 pub mod kind;
 pub mod layout;
 pub mod parquet_file;

@@ -153,6 +153,7 @@ pub async fn run_with(
     let heartbeat_task = heartbeat
         .clone()
         .map(|heartbeat| tokio::spawn(heartbeat.run(heartbeat_stop.clone())));
+    let prune_task = tokio::spawn(prune_journal(archive.clone(), heartbeat_stop.clone()));
     let context = PipelineContext {
         archive: archive.clone(),
         metrics: metrics.clone(),
@@ -276,6 +277,7 @@ pub async fn run_with(
     if let Some(task) = heartbeat_task {
         let _ = task.await;
     }
+    let _ = prune_task.await;
     let summary = summary??;
     source_result?;
     tracing::info!(
@@ -286,4 +288,26 @@ pub async fn run_with(
         "ingester finished"
     );
     Ok(summary)
+}
+
+/// How often the journal's old entries are removed.
+const JOURNAL_PRUNE_EVERY: Duration = Duration::from_secs(3_600);
+
+/// Removes journal entries past their retention, at start-up and then hourly, until
+/// `stop`. A failure is logged and tried again next time: the journal only speeds readers.
+async fn prune_journal(archive: Archive, stop: CancellationToken) {
+    loop {
+        match archive
+            .prune_journal(chrono::Utc::now().timestamp_millis())
+            .await
+        {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "old journal entries removed"),
+            Err(error) => tracing::warn!(%error, "removing old journal entries failed"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(JOURNAL_PRUNE_EVERY) => {}
+        }
+    }
 }

@@ -96,6 +96,9 @@ pub(crate) struct Metrics {
     pub file_bytes_written: Family<TableLabels, Counter>,
     pub flush_seconds: Histogram,
     pub flush_failures: Counter,
+    /// Journal entries that could not be written (the files are stored all the same; a
+    /// reader finds them at its next full listing instead of within seconds).
+    pub journal_failures: Counter,
     pub messages_received: Family<SourceLabels, Counter>,
     pub messages_acknowledged: Family<SourceLabels, Counter>,
     pub receive_errors: Counter,
@@ -172,6 +175,12 @@ impl Metrics {
             "flush_failures",
             "Failed attempts to store a buffer (retried)",
             flush_failures.clone(),
+        );
+        let journal_failures = Counter::default();
+        metrics_registry.register(
+            "journal_failures",
+            "Journal entries not written (their files are stored; queries see them after the next full listing)",
+            journal_failures.clone(),
         );
         let messages_received = Family::<SourceLabels, Counter>::default();
         metrics_registry.register(
@@ -261,6 +270,7 @@ impl Metrics {
             file_bytes_written,
             flush_seconds,
             flush_failures,
+            journal_failures,
             messages_received,
             messages_acknowledged,
             receive_errors,

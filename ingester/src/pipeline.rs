@@ -308,6 +308,7 @@ impl PipelineSummary {
 }
 
 struct EncodedFile {
+    file: DataFile,
     key: Path,
     table: Table,
     bytes: Bytes,
@@ -359,8 +360,10 @@ fn encode_one(
         writer_id: writer_id.to_owned(),
     };
     let bytes = parquet_file::encode(batch, &metadata)?;
+    let file = DataFile::new(partition);
     Ok(EncodedFile {
-        key: DataFile::new(partition).key(root),
+        file,
+        key: file.key(root),
         table: partition.table,
         bytes,
     })
@@ -444,6 +447,14 @@ async fn flush(
             return Err(fail(&context, acks, report, &error.to_string()).await);
         }
         tokio::time::sleep(context.retry.delay(attempt)).await;
+    }
+
+    // Every file is durable: name them in the journal so that readers find them within
+    // seconds whatever their hour (a hint only: a failure delays visibility, loses nothing).
+    let stored_files: Vec<DataFile> = files.iter().map(|file| file.file).collect();
+    if let Err(error) = context.archive.append_journal(&stored_files).await {
+        context.metrics.journal_failures.inc();
+        tracing::warn!(%error, "the journal entry of a flush was not written; its files are stored");
     }
 
     // Every file is durable: now, and only now, acknowledge.

@@ -4,7 +4,9 @@
 //! are skipped from the listing (no request at all), and inside the remaining files
 //! DataFusion skips row groups and pages by statistics, bloom filters (`event_id`,
 //! `correlation_id`) and the page index, reading footers from its cache. The listing
-//! itself is cached for [`LISTING_TTL`], so new files are visible within seconds.
+//! itself is cached for [`LISTING_TTL`]; after it, the open hours are listed again and the
+//! journal is read from where it was (`islets_core::journal`), so a new file in any hour,
+//! however old, is visible within seconds; the whole archive is listed every few minutes.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use futures::{StreamExt, TryStreamExt};
+use islets_core::journal::JournalCursor;
 use islets_core::layout::{DataFile, Partition, Table};
 use islets_core::record::EventRecord;
 use islets_core::schema::{events_from_batch, events_schema};
@@ -131,8 +134,10 @@ struct CachedListing {
     files: Listing,
     /// The whole archive.
     full_at: Instant,
-    /// The open hours.
+    /// The open hours and the journal.
     open_at: Instant,
+    /// Where the journal was last read.
+    journal: JournalCursor,
 }
 
 /// DataFusion over one archive.
@@ -174,8 +179,9 @@ impl DataFusionEngine {
         })
     }
 
-    /// Every data file, from the cache: the open hours are listed again after
-    /// [`LISTING_TTL`], the whole archive after [`CLOSED_LISTING_TTL`].
+    /// Every data file, from the cache: the open hours are listed again, and the journal
+    /// read from where it was, after [`LISTING_TTL`]; the whole archive after
+    /// [`CLOSED_LISTING_TTL`].
     async fn listing(&self) -> Result<Listing> {
         let mut cached = self.listing.lock().await;
         let now = Instant::now();
@@ -184,13 +190,17 @@ impl DataFusionEngine {
                 return Ok(cache.files.clone());
             }
             Some(cache) if cache.full_at.elapsed() < self.closed_listing_ttl => {
-                let first_open = Partition::for_timestamp_ms(
-                    Table::Events,
-                    chrono::Utc::now().timestamp_millis() - OPEN_HOURS * 3_600_000,
-                );
+                let now_ms = chrono::Utc::now().timestamp_millis();
+                let first_open =
+                    Partition::for_timestamp_ms(Table::Events, now_ms - OPEN_HOURS * 3_600_000);
                 let open = self
                     .archive
                     .list_files_from(&first_open)
+                    .await
+                    .map_err(Error::Store)?;
+                let (journaled, journal) = self
+                    .archive
+                    .read_journal(&cache.journal, now_ms)
                     .await
                     .map_err(Error::Store)?;
                 let mut files: Vec<(DataFile, ObjectMeta)> = cache
@@ -200,12 +210,17 @@ impl DataFusionEngine {
                     .cloned()
                     .collect();
                 files.extend(open);
+                files.extend(journaled);
+                files.sort_by(|a, b| a.1.location.cmp(&b.1.location));
+                files.dedup_by(|a, b| a.1.location == b.1.location);
                 cache.files = Arc::new(files);
                 cache.open_at = now;
+                cache.journal = journal;
                 return Ok(cache.files.clone());
             }
             _ => {}
         }
+        let listed_at_ms = chrono::Utc::now().timestamp_millis();
         let files = Arc::new(
             self.archive
                 .list_files(Table::Events)
@@ -216,6 +231,7 @@ impl DataFusionEngine {
             files: files.clone(),
             full_at: now,
             open_at: now,
+            journal: JournalCursor::after_listing(listed_at_ms),
         });
         self.ids
             .retain_listed(files.iter().map(|(_, meta)| meta))
@@ -797,7 +813,9 @@ impl DataFusionEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{HOUR, Predicate, START, fixture, ids, query, record, write};
+    use crate::test_support::{
+        HOUR, Predicate, START, fixture, ids, query, record, write, write_without_journal,
+    };
 
     #[tokio::test]
     async fn correlation_lookups_go_through_the_resident_id_index() {
@@ -1067,8 +1085,9 @@ mod tests {
         let before = count(&engine).await;
         assert_eq!(before, fixture.records.len());
         let now = chrono::Utc::now().timestamp_millis();
-        write(&fixture.archive, &[record(200, now)]).await;
-        write(&fixture.archive, &[record(201, START + 3 * HOUR)]).await;
+        // Written by another tool: no journal entry names them.
+        write_without_journal(&fixture.archive, &[record(200, now)]).await;
+        write_without_journal(&fixture.archive, &[record(201, START + 3 * HOUR)]).await;
         tokio::time::sleep(LISTING_TTL).await;
         assert_eq!(
             count(&engine).await,
@@ -1077,6 +1096,69 @@ mod tests {
         );
         tokio::time::sleep(Duration::from_secs(4)).await;
         assert_eq!(count(&engine).await, before + 2, "then the whole archive");
+    }
+
+    #[tokio::test]
+    async fn a_file_the_journal_names_is_visible_within_seconds_in_any_hour() {
+        let fixture = fixture().await;
+        let engine = DataFusionEngine::new(fixture.archive.clone()).expect("engine");
+        let before = engine
+            .events(&query("limit=1000"))
+            .await
+            .expect("query")
+            .events
+            .len();
+        // Hours long closed: three days ago, and the fixture's own first hour.
+        let old = chrono::Utc::now().timestamp_millis() - 72 * HOUR;
+        write(
+            &fixture.archive,
+            &[record(300, old), record(301, START + 1)],
+        )
+        .await;
+        tokio::time::sleep(LISTING_TTL).await;
+        let all = engine.events(&query("limit=1000")).await.expect("query");
+        assert_eq!(
+            all.events.len(),
+            before + 2,
+            "both found through the journal"
+        );
+        let by_id = engine
+            .events(&query(&format!("event_id={}", record(300, old).event_id)))
+            .await
+            .expect("lookup");
+        assert_eq!(ids(&by_id.events), [record(300, old).event_id]);
+        // A journal entry naming what is not there, or not a data file, changes nothing.
+        let missing = DataFile::new(Partition::for_timestamp_ms(Table::Events, old));
+        fixture
+            .archive
+            .append_journal(&[missing])
+            .await
+            .expect("journal");
+        let forged = islets_core::layout::join(
+            fixture.archive.root(),
+            &format!("journal/{}.json", Ulid::new()),
+        );
+        for body in [
+            r#"{"version":1,"files":["../../etc/passwd","events/date=2026-01-01/hour=99/part-x.parquet"]}"#,
+            "not json",
+        ] {
+            fixture
+                .archive
+                .put(&forged, body.as_bytes().to_vec().into())
+                .await
+                .expect("put");
+        }
+        tokio::time::sleep(LISTING_TTL).await;
+        let again = engine.events(&query("limit=1000")).await.expect("query");
+        assert_eq!(again.events.len(), before + 2);
+        assert!(
+            engine
+                .unreadable(None)
+                .await
+                .expect("unreadable")
+                .is_empty(),
+            "nothing the journal named is taken for an unreadable file"
+        );
     }
 
     #[tokio::test]

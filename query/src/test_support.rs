@@ -49,9 +49,18 @@ pub fn record(index: usize, published_at_ms: i64) -> EventRecord {
     }
 }
 
-/// Writes records as the ingester does: one file per hour partition.
+/// Writes records as the ingester does: one file per hour partition, then the journal
+/// entry naming them.
 pub async fn write(archive: &Archive, records: &[EventRecord]) {
+    let files = write_without_journal(archive, records).await;
+    archive.append_journal(&files).await.expect("journal");
+}
+
+/// Writes records as another tool would (a copy, a restore): one file per hour
+/// partition and no journal entry.
+pub async fn write_without_journal(archive: &Archive, records: &[EventRecord]) -> Vec<DataFile> {
     let mut groups: BTreeMap<Partition, Vec<EventRecord>> = BTreeMap::new();
+    let mut files = Vec::new();
     for record in records {
         groups
             .entry(Partition::for_timestamp_ms(
@@ -68,11 +77,14 @@ pub async fn write(archive: &Archive, records: &[EventRecord]) {
             writer_id: "test".into(),
         };
         let bytes = encode(&events_batch(&group).expect("batch"), &metadata).expect("encode");
+        let file = DataFile::new(partition);
         archive
-            .put(&DataFile::new(partition).key(archive.root()), bytes)
+            .put(&file.key(archive.root()), bytes)
             .await
             .expect("put");
+        files.push(file);
     }
+    files
 }
 
 pub struct Fixture {

@@ -8,6 +8,7 @@ mod architecture;
 mod athena;
 mod bad_config;
 mod demo;
+mod freshness;
 mod fuzz;
 mod hostile_sql;
 mod http_source;

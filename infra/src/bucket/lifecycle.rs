@@ -12,12 +12,22 @@ use crate::error::{Result, aws};
 
 /// Lifecycle rule expiring the archive after the retention.
 pub(crate) const ARCHIVE_RULE: &str = "expire-archive";
+/// Lifecycle rule expiring the journal (`<prefix>/journal/`: hints for readers, a day old
+/// at most when read; the ingester also removes them).
+pub(crate) const JOURNAL_RULE: &str = "expire-journal";
+/// Days after which journal entries expire.
+const JOURNAL_RETENTION_DAYS: i32 = 2;
 /// Lifecycle rule expiring Athena results (when they are in the archive bucket).
 pub(crate) const RESULTS_RULE: &str = "expire-athena-results";
 /// Lifecycle rule removing expired delete markers (versioned, i.e. Object Lock, buckets).
 pub(crate) const DELETE_MARKERS_RULE: &str = "expire-delete-markers";
 /// Every rule this command owns; other rules of the bucket are kept as they are.
-pub(super) const OWN_RULES: [&str; 3] = [ARCHIVE_RULE, RESULTS_RULE, DELETE_MARKERS_RULE];
+pub(super) const OWN_RULES: [&str; 4] = [
+    ARCHIVE_RULE,
+    JOURNAL_RULE,
+    RESULTS_RULE,
+    DELETE_MARKERS_RULE,
+];
 const RESULTS_RETENTION_DAYS: i32 = 30;
 const ABORT_MULTIPART_DAYS: i32 = 1;
 const NONCURRENT_DAYS: i32 = 1;
@@ -149,7 +159,16 @@ pub(crate) fn lifecycle_rules(config: &ProvisionConfig, versioned: bool) -> Vec<
     if versioned {
         archive.noncurrent_days = Some(NONCURRENT_DAYS);
     }
-    let mut rules = vec![archive];
+    let mut journal = RuleSpec::new(
+        JOURNAL_RULE,
+        format!("{}journal/", config.archive_key_prefix()),
+    );
+    journal.expiration_days = Some(JOURNAL_RETENTION_DAYS);
+    journal.abort_days = Some(ABORT_MULTIPART_DAYS);
+    if versioned {
+        journal.noncurrent_days = Some(NONCURRENT_DAYS);
+    }
+    let mut rules = vec![archive, journal];
     if config.athena_results.bucket == config.bucket {
         let mut results = RuleSpec::new(RESULTS_RULE, config.athena_results.key_prefix.clone());
         results.expiration_days = Some(RESULTS_RETENTION_DAYS);
@@ -240,12 +259,13 @@ mod tests {
         let plain = lifecycle_rules(&config(), false);
         assert_eq!(
             describe_rules(&plain),
-            "expire islets/ after 400 days, expire athena-results/ after 30 days, abort incomplete multipart uploads after 1 day"
+            "expire islets/ after 400 days, expire islets/journal/ after 2 days, expire athena-results/ after 30 days, abort incomplete multipart uploads after 1 day"
         );
         let versioned = lifecycle_rules(&config(), true);
-        assert_eq!(versioned.len(), 3);
+        assert_eq!(versioned.len(), 4);
         assert_eq!(versioned[0].noncurrent_days, Some(1));
-        assert!(versioned[2].expired_delete_marker);
+        assert_eq!(versioned[1].noncurrent_days, Some(1));
+        assert!(versioned[3].expired_delete_marker);
     }
 
     #[test]
@@ -253,7 +273,7 @@ mod tests {
         let mut config = config();
         config.athena_results.bucket = "query-results".into();
         let rules = lifecycle_rules(&config, false);
-        assert_eq!(rules.len(), 1);
-        assert_eq!(rules[0].id, ARCHIVE_RULE);
+        let ids: Vec<&str> = rules.iter().map(|rule| rule.id.as_str()).collect();
+        assert_eq!(ids, [ARCHIVE_RULE, JOURNAL_RULE]);
     }
 }
