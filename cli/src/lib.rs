@@ -18,6 +18,10 @@ use clap::Args;
 pub const DEFAULT_EVENTS_DIR: &str = "events";
 
 /// Where the events catalog is: `--events-dir DIR`.
+#[allow(
+    rustdoc::invalid_html_tags,
+    reason = "clap shows these doc comments as --help text, where <aggregate> is meant literally"
+)]
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct CatalogArgs {
     /// Directory of the events catalog (one events/<aggregate>.yaml per aggregate).

@@ -17,8 +17,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use futures::TryStreamExt;
-use object_store::{ObjectMeta, ObjectStoreExt};
 use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 

@@ -33,10 +33,6 @@ pub enum LogFormat {
 /// Raw arguments of `islets-ingester`. Every flag can also be set through the `ISLETS_*`
 /// environment variable named in its help; AWS settings come from the SDK's own chain
 /// (`AWS_REGION`, `AWS_PROFILE`, `AWS_ENDPOINT_URL`, instance roles, ...).
-#[allow(
-    rustdoc::invalid_html_tags,
-    reason = "clap shows these doc comments as --help text, where <aggregate> is meant literally"
-)]
 #[derive(Debug, Clone, Args)]
 pub struct IngesterArgs {
     /// Where messages come from.

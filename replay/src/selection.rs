@@ -20,10 +20,6 @@ use crate::error::{ReplayError, Result};
 const IDS_PER_QUERY: usize = 500;
 
 /// Selection flags of `islets-replay` and `islets-replay drill`.
-#[allow(
-    rustdoc::invalid_html_tags,
-    reason = "clap shows these doc comments as --help text, where <aggregate> is meant literally"
-)]
 #[derive(Debug, Clone, Default, Args)]
 pub struct SelectionArgs {
     /// Start of the range (inclusive) on published_at: RFC 3339, a date (2026-11-01), or a
