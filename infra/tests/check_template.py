@@ -211,7 +211,9 @@ def check_role_needs() -> None:
     needs = {
         "ingester-policy.json": {"sqs:ReceiveMessage", "sqs:DeleteMessage",
                                  "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes",
-                                 "s3:PutObject", "s3:ListBucket"},
+                                 "s3:PutObject", "s3:ListBucket",
+                                 # The journal: an entry per flush, old entries pruned.
+                                 "s3:DeleteObject"},
         # Every call replay/src makes, its pre-flight checks included (resolve_topic,
         # resolve_queue, catalog_topics, the drill's scratch topic and queue).
         "replay-policy.json": {"s3:GetObject", "s3:ListBucket", "s3:PutObject",
