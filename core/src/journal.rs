@@ -90,6 +90,22 @@ impl Archive {
         join(self.root(), JOURNAL_PREFIX)
     }
 
+    /// The journal's entries, from those named at or after `from` when given.
+    async fn list_journal(&self, from: Option<Ulid>) -> Result<Vec<ObjectMeta>> {
+        let prefix = self.journal_root();
+        let listing = match from {
+            Some(from) => self
+                .object_store()
+                .list_with_offset(Some(&prefix), &join(&prefix, &from.to_string())),
+            None => self.object_store().list(Some(&prefix)),
+        };
+        listing.try_collect().await.map_err(|source| Error::Store {
+            operation: "list",
+            location: prefix.to_string(),
+            source,
+        })
+    }
+
     /// Records that `files` are stored: one entry naming them. Call it only once every
     /// one of them is durable.
     pub async fn append_journal(&self, files: &[DataFile]) -> Result<()> {
@@ -121,19 +137,8 @@ impl Archive {
         cursor: &JournalCursor,
         now_ms: i64,
     ) -> Result<(Vec<(DataFile, ObjectMeta)>, JournalCursor)> {
-        let prefix = self.journal_root();
         let from = Ulid::from_parts(u64::try_from(cursor.list_from_ms().max(0)).unwrap_or(0), 0);
-        let offset = join(&prefix, &from.to_string());
-        let listed: Vec<ObjectMeta> = self
-            .object_store()
-            .list_with_offset(Some(&prefix), &offset)
-            .try_collect()
-            .await
-            .map_err(|source| Error::Store {
-                operation: "list",
-                location: prefix.to_string(),
-                source,
-            })?;
+        let listed = self.list_journal(Some(from)).await?;
         let mut entries: Vec<(Ulid, ObjectMeta)> = listed
             .into_iter()
             .filter_map(|meta| entry_id(&meta.location).map(|id| (id, meta)))
@@ -201,18 +206,8 @@ impl Archive {
     /// Removes journal entries older than [`JOURNAL_RETENTION`] (S3 buckets also expire
     /// them by a lifecycle rule; a local store has only this). Returns how many it removed.
     pub async fn prune_journal(&self, now_ms: i64) -> Result<usize> {
-        let prefix = self.journal_root();
         let cutoff = now_ms - JOURNAL_RETENTION.as_millis() as i64;
-        let listed: Vec<ObjectMeta> = self
-            .object_store()
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(|source| Error::Store {
-                operation: "list",
-                location: prefix.to_string(),
-                source,
-            })?;
+        let listed = self.list_journal(None).await?;
         let mut removed = 0;
         for meta in listed {
             let old =
