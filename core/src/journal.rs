@@ -203,6 +203,25 @@ impl Archive {
         Ok((files, next))
     }
 
+    /// Every key the journal's retained entries name (relative to the root), whatever
+    /// the table: what the ingesters stored in the last [`JOURNAL_RETENTION`]. Unreadable
+    /// entries are skipped.
+    pub async fn journaled_keys(&self) -> Result<BTreeSet<String>> {
+        let mut keys = BTreeSet::new();
+        for meta in self.list_journal(None).await? {
+            if meta.size > MAX_ENTRY_BYTES as u64 {
+                continue;
+            }
+            let Ok(bytes) = self.get(&meta.location).await else {
+                continue;
+            };
+            if let Ok(entry) = serde_json::from_slice::<Entry>(&bytes) {
+                keys.extend(entry.files);
+            }
+        }
+        Ok(keys)
+    }
+
     /// Removes journal entries older than [`JOURNAL_RETENTION`] (S3 buckets also expire
     /// them by a lifecycle rule; a local store has only this). Returns how many it removed.
     pub async fn prune_journal(&self, now_ms: i64) -> Result<usize> {

@@ -101,6 +101,23 @@ impl Partition {
     }
 }
 
+impl Partition {
+    /// Parses [`Partition::relative_dir`]; `None` for anything else.
+    pub fn parse_relative_dir(text: &str) -> Option<Self> {
+        let mut parts = text.split('/');
+        let table = Table::from_prefix(parts.next()?)?;
+        let date =
+            NaiveDate::parse_from_str(parts.next()?.strip_prefix("date=")?, "%Y-%m-%d").ok()?;
+        let hour_text = parts.next()?.strip_prefix("hour=")?;
+        if parts.next().is_some() || hour_text.len() != 2 {
+            return None;
+        }
+        let hour = hour_text.parse().ok().filter(|hour| *hour < 24)?;
+        let partition = Partition { table, date, hour };
+        (partition.relative_dir() == text).then_some(partition)
+    }
+}
+
 /// Identity of one Parquet object in the archive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DataFile {
@@ -170,6 +187,19 @@ mod tests {
         let partition = Partition::for_timestamp_ms(Table::Events, 1_795_453_199_999);
         assert_eq!(partition.relative_dir(), "events/date=2026-11-23/hour=16");
         assert_eq!(partition.start().to_rfc3339(), "2026-11-23T16:00:00+00:00");
+        assert_eq!(
+            Partition::parse_relative_dir("events/date=2026-11-23/hour=16"),
+            Some(partition)
+        );
+        for bad in [
+            "events/date=2026-11-23/hour=24",
+            "events/date=2026-11-23/hour=6",
+            "events/date=2026-11-23/hour=16/x",
+            "other/date=2026-11-23/hour=16",
+            "events/date=2026-1-23/hour=16",
+        ] {
+            assert_eq!(Partition::parse_relative_dir(bad), None, "{bad}");
+        }
     }
 
     #[test]

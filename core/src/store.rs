@@ -11,7 +11,9 @@ use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
+use object_store::{
+    ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
+};
 
 use crate::aws::SdkCredentialProvider;
 use crate::error::{Error, Result};
@@ -201,23 +203,88 @@ impl Archive {
                 source,
             })?;
         if let Some(root) = &self.local_root {
-            let root = root.clone();
-            let file = key
-                .parts()
-                .fold(root.clone(), |path, part| path.join(part.as_ref()));
-            let synced = tokio::task::spawn_blocking(move || sync_to_root(&file, &root))
-                .await
-                .unwrap_or_else(|error| Err(std::io::Error::other(error)));
-            synced.map_err(|source| Error::Store {
-                operation: "fsync",
-                location: key.to_string(),
-                source: object_store::Error::Generic {
-                    store: "LocalFileSystem",
-                    source: Box::new(source),
-                },
-            })?;
+            self.sync_local(root, key).await?;
         }
         Ok(())
+    }
+
+    /// Writes a whole object only if no object has `key` yet (S3 `If-None-Match: *`, an
+    /// exclusive create on a local store): `Ok(false)` when one already had it, which is
+    /// then left as it was. Concurrent writers of one key never overwrite each other.
+    pub async fn put_new(&self, key: &Path, bytes: Bytes) -> Result<bool> {
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        match self
+            .store
+            .put_opts(key, PutPayload::from_bytes(bytes), options)
+            .await
+        {
+            Ok(_) => {}
+            Err(object_store::Error::AlreadyExists { .. }) => return Ok(false),
+            // S3 answers a lost race of two conditional writes with 409.
+            Err(object_store::Error::Precondition { .. }) => return Ok(false),
+            Err(source) => {
+                return Err(Error::Store {
+                    operation: "put",
+                    location: key.to_string(),
+                    source,
+                });
+            }
+        }
+        if let Some(root) = &self.local_root {
+            self.sync_local(root, key).await?;
+        }
+        Ok(true)
+    }
+
+    async fn sync_local(&self, root: &std::path::Path, key: &Path) -> Result<()> {
+        let root = root.to_path_buf();
+        let file = key
+            .parts()
+            .fold(root.clone(), |path, part| path.join(part.as_ref()));
+        let synced = tokio::task::spawn_blocking(move || sync_to_root(&file, &root))
+            .await
+            .unwrap_or_else(|error| Err(std::io::Error::other(error)));
+        synced.map_err(|source| Error::Store {
+            operation: "fsync",
+            location: key.to_string(),
+            source: object_store::Error::Generic {
+                store: "LocalFileSystem",
+                source: Box::new(source),
+            },
+        })
+    }
+
+    /// Reads a whole object, `None` when there is none.
+    pub async fn get_if_exists(&self, key: &Path) -> Result<Option<Bytes>> {
+        match self.get(key).await {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(Error::Store {
+                source: object_store::Error::NotFound { .. },
+                ..
+            }) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Every object below `relative` (a prefix under the root, such as `seal/log`), in
+    /// key order.
+    pub async fn list_under(&self, relative: &str) -> Result<Vec<ObjectMeta>> {
+        let prefix = crate::layout::join(&self.root, relative);
+        let mut objects: Vec<ObjectMeta> = self
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|source| Error::Store {
+                operation: "list",
+                location: prefix.to_string(),
+                source,
+            })?;
+        objects.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok(objects)
     }
 
     /// Reads a whole object.

@@ -15,7 +15,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::signer::{ED25519, Ed25519KeyFile, key_id, verify_signature};
+use crate::signer::{ED25519, Ed25519KeyFile, Signer, key_id, verify_signature};
 use crate::tree::Digest;
 
 /// A log head.
@@ -78,6 +78,27 @@ impl SignedCheckpoint {
             public_key: STANDARD.encode(key.public_key()),
             signature: STANDARD.encode(key.sign(checkpoint.body().as_bytes())),
         }
+    }
+
+    /// Signs `checkpoint` with any [`Signer`] (a key file, KMS).
+    pub async fn sign_with(checkpoint: &Checkpoint, signer: &dyn Signer) -> Result<Self> {
+        let public_key = signer.public_key();
+        let signature = signer.sign(checkpoint.body().as_bytes()).await?;
+        Ok(SignedCheckpoint {
+            origin: checkpoint.origin.clone(),
+            size: checkpoint.size,
+            root: hex::encode(checkpoint.root),
+            time_ms: checkpoint.time_ms,
+            algorithm: signer.algorithm().to_owned(),
+            key_id: key_id(&public_key),
+            public_key: STANDARD.encode(&public_key),
+            signature: STANDARD.encode(signature),
+        })
+    }
+
+    /// The log's root, when it is a hex digest.
+    pub fn root_digest(&self) -> Result<Digest> {
+        crate::manifest::parse_digest(&self.root, "checkpoint root")
     }
 
     /// The checkpoint, once its signature verifies with `trusted` (the operator's public

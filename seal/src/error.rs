@@ -22,6 +22,10 @@ pub enum Error {
     /// verify); the message says which part.
     #[error("{0}")]
     Invalid(String),
+    /// What a proof was asked for is not sealed (yet): the event is unknown, or its hour
+    /// has not been sealed since it arrived.
+    #[error("{0}")]
+    NotSealed(String),
     /// The archive could not be read or written.
     #[error(transparent)]
     Core(#[from] islets_core::Error),
@@ -32,6 +36,7 @@ impl Classify for Error {
         match self {
             Error::Key { .. } => ErrorKind::Precondition,
             Error::Invalid(_) => ErrorKind::Conflict,
+            Error::NotSealed(_) => ErrorKind::NotFound,
             Error::Core(error) => error.kind(),
         }
     }

@@ -14,18 +14,40 @@
 //! `SHA-256(0x01 || left || right)`) through the `ct-merkle` crate; signatures are Ed25519
 //! through `aws-lc-rs`. Nothing here is a hand-made primitive.
 //!
+//! On the archive: [`seal`] writes hour manifests, log entries and signed checkpoints
+//! (`seal/` under the root), [`verify`] checks all of it against the objects and rows, and
+//! [`prove`] builds the self-contained [`EventProof`] of one event.
+//!
 //! Depends on `islets-core` only.
 
 #![warn(missing_docs)]
 
 mod checkpoint;
 mod error;
+mod hour;
 mod leaf;
+mod log;
+mod manifest;
+mod proof;
+mod sealer;
 mod signer;
 mod tree;
+mod verify;
 
 pub use checkpoint::{Checkpoint, SignedCheckpoint};
 pub use error::{Error, Result};
 pub use leaf::EventLeaf;
-pub use signer::{ED25519, Ed25519KeyFile, verify_signature};
+pub use log::{
+    CHECKPOINT_PREFIX, LOG_ENTRY_FORMAT, LOG_PREFIX, LogEntry, StoredLog, checkpoint_key,
+};
+pub use manifest::{HourManifest, MANIFEST_FORMAT, MANIFEST_PREFIX, ManifestLeaf, ManifestObject};
+pub use proof::{EventProof, HourInclusion, PROOF_FORMAT, Proven, prove};
+pub use sealer::{SealOptions, SealReport, SealedHour, seal};
+pub use signer::{ED25519, Ed25519KeyFile, Signer, verify_signature};
 pub use tree::{Digest, HourTree, InclusionPath, LogTree, verify_consistency};
+pub use verify::{
+    CheckpointSummary, Finding, FindingKind, MAX_FINDINGS, VerifyOptions, VerifyReport, verify,
+};
+
+#[cfg(test)]
+mod tests;

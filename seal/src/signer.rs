@@ -101,6 +101,32 @@ impl Ed25519KeyFile {
     }
 }
 
+/// What signs checkpoints: a key the operator controls.
+#[async_trait::async_trait]
+pub trait Signer: Send + Sync {
+    /// The algorithm's name in checkpoints ([`ED25519`], ...).
+    fn algorithm(&self) -> &str;
+    /// The public key, as checkpoints carry it and verifiers trust it.
+    fn public_key(&self) -> Vec<u8>;
+    /// Signs `message`.
+    async fn sign(&self, message: &[u8]) -> Result<Vec<u8>>;
+}
+
+#[async_trait::async_trait]
+impl Signer for Ed25519KeyFile {
+    fn algorithm(&self) -> &str {
+        ED25519
+    }
+
+    fn public_key(&self) -> Vec<u8> {
+        Ed25519KeyFile::public_key(self)
+    }
+
+    async fn sign(&self, message: &[u8]) -> Result<Vec<u8>> {
+        Ok(Ed25519KeyFile::sign(self, message))
+    }
+}
+
 /// The key id of a public key (see [`Ed25519KeyFile::key_id`]).
 pub(crate) fn key_id(public_key: &[u8]) -> String {
     hex::encode(&Sha256::digest(public_key)[..8])
