@@ -47,21 +47,11 @@ fn records(hour_ms: i64, prefix: &str, count: usize) -> Vec<EventRecord> {
 
 async fn write_file(archive: &Archive, records: &[EventRecord]) -> String {
     let partition = Partition::for_timestamp_ms(Table::Events, records[0].published_at_ms);
-    let file = DataFile::new(partition);
-    let bytes = encode(
-        &events_batch(records).expect("batch"),
-        &FileMetadata {
-            table: Table::Events,
-            source: "test".to_owned(),
-            writer_id: "seal-tests".to_owned(),
-        },
-    )
-    .expect("encode");
-    archive
-        .put(&file.key(archive.root()), bytes)
-        .await
-        .expect("put");
-    file.key(&object_store::path::Path::default()).to_string()
+    let key = DataFile::new(partition)
+        .key(&object_store::path::Path::default())
+        .to_string();
+    rewrite(archive, &key, records).await;
+    key
 }
 
 async fn read_records(archive: &Archive, key: &str) -> Vec<EventRecord> {
@@ -73,13 +63,14 @@ async fn read_records(archive: &Archive, key: &str) -> Vec<EventRecord> {
         .collect()
 }
 
+/// Stores `records` as the events file `key` (relative), replacing what was there.
 async fn rewrite(archive: &Archive, key: &str, records: &[EventRecord]) {
     let bytes = encode(
         &events_batch(records).expect("batch"),
         &FileMetadata {
             table: Table::Events,
             source: "test".to_owned(),
-            writer_id: "attacker".to_owned(),
+            writer_id: "seal-tests".to_owned(),
         },
     )
     .expect("encode");

@@ -5,7 +5,7 @@
 //! an entry), whatever the archive's size; findings are kept up to [`MAX_FINDINGS`] and
 //! counted beyond.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use islets_core::layout::{Partition, join};
@@ -636,59 +636,53 @@ async fn check_hour(
         Ok(tree) => tree.leaves().iter().cloned().collect(),
         Err(_) => BTreeSet::new(),
     };
-    let found_ids: HashMap<&str, usize> = found.iter().fold(HashMap::new(), |mut ids, leaf| {
-        *ids.entry(leaf.event_id.as_str()).or_default() += 1;
-        ids
-    });
+    let found_ids: BTreeSet<&str> = found.iter().map(|leaf| leaf.event_id.as_str()).collect();
     let sealed_ids: BTreeSet<&str> = sealed.iter().map(|leaf| leaf.event_id.as_str()).collect();
-    let mut named = 0;
-    let mut unnamed = 0;
+    let mut differences: Vec<(FindingKind, String, &str)> = Vec::new();
     let mut changed: BTreeSet<&str> = BTreeSet::new();
     for leaf in sealed.difference(&found) {
         let id = leaf.event_id.as_str();
-        let (kind, message) = if found_ids.contains_key(id) {
+        differences.push(if found_ids.contains(id) {
             changed.insert(id);
             (
                 FindingKind::EventChanged,
                 format!(
                     "event {id} in {hour} has another payload or attributes than when it was sealed"
                 ),
+                id,
             )
         } else {
             (
                 FindingKind::EventRemoved,
                 format!("event {id} was sealed in {hour} and is in none of its objects now"),
+                id,
             )
-        };
-        if named < MAX_EVENT_FINDINGS_PER_HOUR {
-            named += 1;
-            report.find(kind, message, Some(hour), None, Some(id));
-        } else {
-            unnamed += 1;
-        }
+        });
     }
     for leaf in found.difference(&sealed) {
         let id = leaf.event_id.as_str();
         if changed.contains(id) {
             continue;
         }
-        let (kind, message) = if sealed_ids.contains(id) {
+        differences.push(if sealed_ids.contains(id) {
             (
                 FindingKind::EventChanged,
                 format!("event {id} in {hour} has a copy that was not sealed"),
+                id,
             )
         } else {
             (
                 FindingKind::EventAdded,
                 format!("event {id} is in a sealed object of {hour} but was not sealed"),
+                id,
             )
-        };
-        if named < MAX_EVENT_FINDINGS_PER_HOUR {
-            named += 1;
-            report.find(kind, message, Some(hour), None, Some(id));
-        } else {
-            unnamed += 1;
-        }
+        });
+    }
+    let unnamed = differences
+        .len()
+        .saturating_sub(MAX_EVENT_FINDINGS_PER_HOUR);
+    for (kind, message, id) in differences.into_iter().take(MAX_EVENT_FINDINGS_PER_HOUR) {
+        report.find(kind, message, Some(hour), None, Some(id));
     }
     if unnamed > 0 {
         report.find(
